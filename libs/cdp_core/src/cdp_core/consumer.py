@@ -1,0 +1,280 @@
+"""The consumer pattern of DESIGN.md, written once.
+
+A service gives a `Projection` (handlers per event type); `ConsumerRunner` does the rest:
+
+1. pull a batch from a durable pull consumer;
+2. in ONE PostgreSQL transaction: insert a tracking row per message (consumer name,
+   stream sequence), skipping messages already tracked; apply the projection's handler to
+   each new message; write outgoing events to the outbox; record unprocessable messages
+   in cdp_failed_events;
+3. commit, then ack each message (explicit acks: replicas share the durable consumer),
+   and `term` the failed ones so they are not redelivered.
+
+Guarantees: a crash anywhere before the commit rolls everything back and the messages
+are redelivered; a crash after the commit but before the ack redelivers messages whose
+tracking rows make them no-ops. So every message takes effect exactly once.
+
+A handler raising a transient error (connection lost, serialization failure, deadlock,
+`Retry`) makes the whole batch roll back and be redelivered after a delay. Any other
+exception marks the message as poison: the batch is re-applied with a savepoint per
+message so the others still commit, and the poison message goes to failed events with
+the reason and its original bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import asyncpg
+import nats.errors
+from google.protobuf.message import Message
+from nats.aio.msg import Msg
+from opentelemetry import trace
+
+from . import envelope as envelope_mod
+from .bus import Bus, stream_name
+from .errors import PoisonMessage
+from .logs import get_logger
+from .outbox import OutboxWriter
+from .telemetry import extract_context, tracer
+
+log = get_logger(__name__)
+
+
+class Retry(Exception):
+    """Raised by a handler that cannot proceed yet: the batch is redelivered later."""
+
+
+TRANSIENT = (
+    Retry,
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.SerializationError,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.LockNotAvailableError,
+)
+
+
+@dataclass
+class Delivery:
+    """One message as a handler sees it."""
+
+    envelope: envelope_mod.Envelope
+    subject: str
+    stream_seq: int
+    headers: dict[str, str]
+
+    def payload(self, cls: type[Message]) -> Message:
+        return envelope_mod.unpack(self.envelope, cls)
+
+
+Handler = Callable[[asyncpg.Connection, Delivery, OutboxWriter], Awaitable[None]]
+
+
+def handles(*event_types: str):
+    """Marks a Projection method as the handler of these event types (subjects)."""
+
+    def mark(fn):
+        fn._cdp_handles = event_types
+        return fn
+
+    return mark
+
+
+class Projection:
+    """A named reader of one stream. Subclasses set `name`, `source` (the producing
+    service) and `subjects`, and mark handler methods with @handles("cdp.x.y")."""
+
+    name: str = ""
+    source: str = ""
+    subjects: list[str] = []
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, Handler] = {}
+        for attr in dir(type(self)):
+            fn = getattr(type(self), attr)
+            for t in getattr(fn, "_cdp_handles", ()):
+                self._handlers[t] = getattr(self, attr)
+
+    @property
+    def event_types(self) -> list[str]:
+        return sorted(self._handlers)
+
+    async def handle(self, conn: asyncpg.Connection, d: Delivery, outbox: OutboxWriter) -> bool:
+        """Applies the message; False when no handler takes its type (tracked, skipped)."""
+        h = self._handlers.get(d.envelope.type)
+        if h is None:
+            return False
+        await h(conn, d, outbox)
+        return True
+
+
+@dataclass
+class BatchResult:
+    applied: int = 0
+    duplicates: int = 0
+    ignored: int = 0
+    failed: list[tuple[Msg, str]] = field(default_factory=list)
+
+
+class ConsumerRunner:
+    def __init__(self, bus: Bus, pool: asyncpg.Pool, projection: Projection, *, batch_size: int = 256,
+                 fetch_timeout_s: float = 1.0, retry_delay_s: float = 1.0):
+        if not projection.name or not projection.source:
+            raise ValueError("a Projection needs a name and a source")
+        self.bus, self.pool, self.p = bus, pool, projection
+        self.stream = stream_name(projection.source)
+        self.batch_size, self.fetch_timeout_s, self.retry_delay_s = batch_size, fetch_timeout_s, retry_delay_s
+        self._stopping = asyncio.Event()
+        self.processed = 0
+        self.batches = 0
+
+    def stop(self) -> None:
+        """Stop pulling; the batch in flight finishes and `run` returns."""
+        self._stopping.set()
+
+    async def declare(self) -> None:
+        subjects = self.p.subjects or [f"cdp.{self.p.source}.>"]
+        await self.bus.ensure_consumer(self.stream, self.p.name, subjects)
+
+    async def run(self) -> None:
+        await self.declare()
+        sub = await self.bus.js.pull_subscribe_bind(self.p.name, self.stream)
+        try:
+            while not self._stopping.is_set():
+                try:
+                    msgs = await sub.fetch(self.batch_size, timeout=self.fetch_timeout_s)
+                except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                    continue
+                except nats.errors.ConnectionClosedError:
+                    return
+                except (nats.errors.Error, OSError) as e:
+                    log.warning("fetch failed; retrying", consumer=self.p.name, error=type(e).__name__)
+                    await asyncio.sleep(self.retry_delay_s)
+                    continue
+                if msgs:
+                    await self.process(msgs)
+        finally:
+            try:
+                await sub.unsubscribe()
+            except Exception:  # connection already closing
+                pass
+
+    async def process(self, msgs: list[Msg]) -> BatchResult:
+        started = time.perf_counter()
+        seqs = [m.metadata.sequence.stream for m in msgs]
+        with tracer().start_as_current_span(
+            f"consume {self.p.name}", attributes={"cdp.consumer": self.p.name, "cdp.batch_size": len(msgs)}
+        ):
+            try:
+                try:
+                    result = await self._apply(msgs, isolate=False)
+                except TRANSIENT:
+                    raise
+                except Exception:  # a poison message somewhere: find it, keep the rest
+                    result = await self._apply(msgs, isolate=True)
+            except TRANSIENT as e:
+                log.warning("batch will be redelivered", consumer=self.p.name, error=type(e).__name__,
+                            detail=str(e)[:200], first_seq=seqs[0], last_seq=seqs[-1])
+                for m in msgs:
+                    await _quietly(m.nak(delay=self.retry_delay_s))
+                return BatchResult()
+            failed_ids = {id(m) for m, _ in result.failed}
+            for m in msgs:
+                await _quietly(m.term() if id(m) in failed_ids else m.ack())
+        self.processed += len(msgs)
+        self.batches += 1
+        log.info(
+            "batch consumed",
+            consumer=self.p.name,
+            messages=len(msgs),
+            applied=result.applied,
+            duplicates=result.duplicates,
+            ignored=result.ignored,
+            failed=len(result.failed),
+            first_seq=seqs[0],
+            last_seq=seqs[-1],
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+        return result
+
+    async def _apply(self, msgs: list[Msg], *, isolate: bool) -> BatchResult:
+        result = BatchResult()
+        outbox = OutboxWriter()
+        failures: list[tuple[Msg, str, str | None]] = []
+        async with self.pool.acquire() as conn, conn.transaction():
+            new = {
+                r[0]
+                for r in await conn.fetch(
+                    "INSERT INTO cdp_tracking (consumer, stream_seq) SELECT $1, unnest($2::bigint[]) "
+                    "ON CONFLICT DO NOTHING RETURNING stream_seq",
+                    self.p.name,
+                    [m.metadata.sequence.stream for m in msgs],
+                )
+            }
+            for m in msgs:
+                if m.metadata.sequence.stream not in new:
+                    result.duplicates += 1
+                    continue
+                try:
+                    d = Delivery(envelope_mod.decode(m.data), m.subject, m.metadata.sequence.stream, dict(m.headers or {}))
+                except PoisonMessage as e:
+                    failures.append((m, str(e), None))
+                    continue
+                with tracer().start_as_current_span(
+                    f"handle {d.envelope.type}",
+                    context=extract_context(d.headers),
+                    kind=trace.SpanKind.CONSUMER,
+                    attributes={"cdp.event_id": d.envelope.event_id, "cdp.stream_seq": d.stream_seq},
+                ):
+                    if not isolate:
+                        handled = await self.p.handle(conn, d, outbox)
+                    else:
+                        mark = outbox.mark()
+                        try:
+                            async with conn.transaction():
+                                handled = await self.p.handle(conn, d, outbox)
+                        except TRANSIENT:
+                            raise
+                        except Exception as e:
+                            outbox.rollback_to(mark)
+                            failures.append((m, f"{type(e).__name__}: {e}"[:2000], d.envelope.event_id))
+                            log.error("message failed", consumer=self.p.name, stream_seq=d.stream_seq,
+                                      event_type=d.envelope.type, error=type(e).__name__)
+                            continue
+                if handled:
+                    result.applied += 1
+                else:
+                    result.ignored += 1
+            if failures:
+                await conn.executemany(
+                    "INSERT INTO cdp_failed_events (consumer, stream, stream_seq, subject, event_id, reason, data, headers)"
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb) ON CONFLICT (consumer, stream_seq) DO NOTHING",
+                    [
+                        (self.p.name, self.stream, m.metadata.sequence.stream, m.subject, eid, reason, m.data,
+                         _json(m.headers))
+                        for m, reason, eid in failures
+                    ],
+                )
+            await outbox.flush(conn)
+        result.failed = [(m, reason) for m, reason, _ in failures]
+        return result
+
+
+def _json(headers) -> str:
+    return json.dumps(dict(headers or {}))
+
+
+async def _quietly(aw) -> None:
+    try:
+        await aw
+    except (nats.errors.Error, OSError) as e:  # the ack is lost: the message is redelivered, tracking skips it
+        log.warning("ack failed", error=type(e).__name__)

@@ -1,0 +1,91 @@
+"""The one envelope of every log message (cdp.common.v1.Envelope).
+
+Event ids of derived events are deterministic (uuid5 of the cause and a discriminator),
+so that re-processing a message re-publishes the same ids and JetStream's duplicate
+window, and the consumers' idempotency, drop the copies.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+
+from cdp.common.v1 import envelope_pb2
+from google.protobuf import any_pb2, timestamp_pb2
+from google.protobuf.message import DecodeError, Message
+
+from .errors import PoisonMessage
+
+Envelope = envelope_pb2.Envelope
+_NS = uuid.UUID("6f1c3a52-8f4e-4a8e-9d55-0c5c1d4e2b7a")
+
+
+def derived_id(*parts: str) -> str:
+    """A deterministic event id for an event derived from others."""
+    return str(uuid.uuid5(_NS, "\x1f".join(parts)))
+
+
+def ts(dt: datetime | None) -> timestamp_pb2.Timestamp | None:
+    if dt is None:
+        return None
+    t = timestamp_pb2.Timestamp()
+    t.FromDatetime(dt.astimezone(timezone.utc) if dt.tzinfo else dt.replace(tzinfo=timezone.utc))
+    return t
+
+
+def from_ts(t: timestamp_pb2.Timestamp) -> datetime:
+    return t.ToDatetime(tzinfo=timezone.utc)
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def make(
+    type: str,
+    payload: Message,
+    *,
+    producer: str,
+    event_id: str | None = None,
+    occurred_at: datetime | None = None,
+    cause: Envelope | None = None,
+) -> Envelope:
+    """A new envelope; with `cause`, correlation and causation ids follow from it."""
+    env = Envelope(
+        event_id=event_id or str(uuid.uuid4()),
+        type=type,
+        producer=producer,
+        correlation_id=(cause.correlation_id or cause.event_id) if cause else "",
+        causation_id=cause.event_id if cause else "",
+    )
+    if not env.correlation_id:
+        env.correlation_id = env.event_id
+    env.recorded_at.CopyFrom(ts(now()))
+    if occurred_at is not None:
+        env.occurred_at.CopyFrom(ts(occurred_at))
+    elif cause is not None:
+        env.occurred_at.CopyFrom(cause.occurred_at)
+    else:
+        env.occurred_at.CopyFrom(env.recorded_at)
+    any_ = any_pb2.Any()
+    any_.Pack(payload)
+    env.payload.CopyFrom(any_)
+    return env
+
+
+def decode(data: bytes) -> Envelope:
+    env = Envelope()
+    try:
+        env.ParseFromString(data)
+    except DecodeError as e:
+        raise PoisonMessage(f"not a cdp.common.v1.Envelope: {e}") from None
+    if not env.event_id or not env.type:
+        raise PoisonMessage("envelope lacks event_id or type")
+    return env
+
+
+def unpack(env: Envelope, cls: type[Message]) -> Message:
+    msg = cls()
+    if not env.payload.Unpack(msg):
+        raise PoisonMessage(f"payload is {env.payload.type_url!r}, expected {cls.DESCRIPTOR.full_name}")
+    return msg

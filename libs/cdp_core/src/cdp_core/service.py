@@ -1,0 +1,148 @@
+"""One way to run a service: `ServiceSpec` says what the service is, `run_service`
+does the rest (settings, logging, tracing, store + migrations, bus + streams, consumers,
+outbox relay, gRPC server with health, graceful shutdown).
+
+Shutdown, on SIGTERM or SIGINT: health goes NOT_SERVING, consumers stop pulling and
+finish their in-flight batch, the gRPC server finishes in-flight calls (grace period),
+the outbox relay drains, connections close, the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from . import logs, telemetry
+from .bus import Bus
+from .consumer import ConsumerRunner, Projection
+from .grpc_server import GrpcServer
+from .outbox import OutboxRelay
+from .settings import Settings
+from .store import open_store
+
+log = logs.get_logger(__name__)
+
+
+@dataclass
+class Runtime:
+    """What a running service holds; given to the spec's builders."""
+
+    settings: Settings
+    pool: asyncpg.Pool
+    bus: Bus
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ServiceSpec:
+    name: str
+    grpc_services: list[str]  # full names, e.g. "cdp.ingest.v1.IngestService"
+    scopes: dict[str, str]  # full method name -> scope
+    add_servicers: Callable[[Runtime, Any], None]  # (runtime, grpc.aio.Server)
+    migrations: Path | None = None
+    consumes: list[str] = field(default_factory=list)  # services whose streams it reads
+    projections: Callable[[Runtime], list[Projection]] = lambda rt: []
+    produces: bool = True  # owns a stream (and an outbox relay)
+    on_start: Callable[[Runtime], Awaitable[None]] | None = None
+    on_stop: Callable[[Runtime], Awaitable[None]] | None = None
+
+
+class Service:
+    def __init__(self, spec: ServiceSpec, settings: Settings):
+        self.spec, self.settings = spec, settings
+        self.runtime: Runtime | None = None
+        self.grpc: GrpcServer | None = None
+        self.runners: list[ConsumerRunner] = []
+        self.relay: OutboxRelay | None = None
+        self._tasks: list[asyncio.Task] = []
+        self.stopped = asyncio.Event()  # stop has begun
+        self.finished = asyncio.Event()  # stop has completed
+        self.failed = False
+
+    async def start(self) -> None:
+        s = self.settings
+        pool = await open_store(s.database_url, self.spec.name, self.spec.migrations)
+        bus = await Bus.connect(s.nats_url, name=f"cdp-{self.spec.name}")
+        for producer in ([self.spec.name] if self.spec.produces else []) + self.spec.consumes:
+            await bus.ensure_stream(producer)
+        rt = self.runtime = Runtime(s, pool, bus)
+        self.grpc = GrpcServer(secret=s.auth_secret, scopes=self.spec.scopes, service_names=self.spec.grpc_services)
+        self.spec.add_servicers(rt, self.grpc.server)
+        self.grpc.bind(s.grpc_host, s.grpc_port)
+        await self.grpc.set_serving(False)
+        await self.grpc.start()
+        if self.spec.on_start:
+            await self.spec.on_start(rt)
+        if self.spec.produces:
+            self.relay = OutboxRelay(pool, bus)
+            self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
+        for projection in self.spec.projections(rt):
+            runner = ConsumerRunner(bus, pool, projection)
+            await runner.declare()
+            self.runners.append(runner)
+            self._tasks.append(asyncio.create_task(runner.run(), name=f"consumer-{projection.name}"))
+        for t in self._tasks:
+            t.add_done_callback(self._task_done)
+        await self.grpc.set_serving(True)
+        log.info("service started", grpc_port=self.grpc.port, consumers=[r.p.name for r in self.runners])
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        if not task.cancelled() and task.exception() is not None and not self.stopped.is_set():
+            log.error("background task died; shutting down", task=task.get_name(),
+                      error=repr(task.exception())[:300])
+            asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self.stop(failed=True)))
+
+    async def stop(self, failed: bool = False) -> None:
+        if self.stopped.is_set():
+            return
+        self.stopped.set()
+        self.failed = failed
+        log.info("shutting down")
+        if self.grpc:
+            await self.grpc.set_serving(False)
+        for r in self.runners:
+            r.stop()
+        consumers = [t for t in self._tasks if t.get_name().startswith("consumer-")]
+        await asyncio.gather(*consumers, return_exceptions=True)  # in-flight batches finish
+        if self.grpc:
+            await self.grpc.stop(self.settings.shutdown_grace_s)
+        if self.relay:
+            self.relay.stop()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.runtime:
+            if self.spec.on_stop:
+                await self.spec.on_stop(self.runtime)
+            await self.runtime.bus.close()
+            await self.runtime.pool.close()
+        log.info("stopped")
+        self.finished.set()
+
+
+async def serve(spec: ServiceSpec, settings: Settings | None = None) -> int:
+    settings = settings or Settings.from_env(spec.name)
+    logs.configure(spec.name, settings.log_level)
+    telemetry.configure(spec.name)
+    svc = Service(spec, settings)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: asyncio.ensure_future(svc.stop()))
+    await svc.start()
+    await svc.finished.wait()
+    telemetry.shutdown()
+    return 1 if svc.failed else 0
+
+
+def main(spec: ServiceSpec) -> None:
+    """Entry point of `python -m cdp_<service>`."""
+    try:
+        code = asyncio.run(serve(spec))
+    except KeyboardInterrupt:
+        code = 0
+    sys.exit(code)

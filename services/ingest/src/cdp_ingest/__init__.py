@@ -1,0 +1,1 @@
+"""The CDP ingest service."""
