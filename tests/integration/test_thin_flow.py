@@ -117,7 +117,7 @@ async def test_auth_is_enforced(stack):
     from cdp_core.auth import issue_token
     from cdp_core.grpc_server import channel
 
-    port = stack.services["ingest"].grpc.port
+    address = stack.address("ingest")
     req = ingest_pb2.TrackRequest(common=common(user_id="u"), event="X")
     for token, code in [
         (None, grpc.StatusCode.UNAUTHENTICATED),
@@ -125,9 +125,9 @@ async def test_auth_is_enforced(stack):
         (issue_token("another-secret-of-at-least-32-bytes!", "x", ["admin"]), grpc.StatusCode.UNAUTHENTICATED),
         (issue_token(stack.secret, "reader", ["profiles:read"]), grpc.StatusCode.PERMISSION_DENIED),
     ]:
-        stub = ingest_pb2_grpc.IngestServiceStub(channel(f"127.0.0.1:{port}", token))
+        stub = ingest_pb2_grpc.IngestServiceStub(channel(address, token))
         with pytest.raises(grpc.aio.AioRpcError) as e:
             await stub.Track(req)
         assert e.value.code() == code
-    writer = ingest_pb2_grpc.IngestServiceStub(channel(f"127.0.0.1:{port}", issue_token(stack.secret, "w", ["events:write"])))
+    writer = ingest_pb2_grpc.IngestServiceStub(channel(address, issue_token(stack.secret, "w", ["events:write"])))
     assert (await writer.Track(req)).event_id

@@ -1,0 +1,45 @@
+"""Services run in this process (each with its own database) for tests and benchmarks."""
+
+from __future__ import annotations
+
+from cdp_core import embedded
+from cdp_core.auth import issue_token
+from cdp_core.grpc_server import channel
+from cdp_core.service import Service, ServiceSpec
+from cdp_core.settings import Settings, env_key, with_database
+
+
+class Stack:
+    def __init__(self, nats_url: str, db_server: str, secret: str, prefix: str):
+        self.nats_url, self.db_server, self.secret, self.prefix = nats_url, db_server, secret, prefix
+        self.services: dict[str, Service] = {}
+        self.token = issue_token(secret, "tests", ["admin"])
+
+    def settings(self, name: str) -> Settings:
+        key = env_key(name)
+        env = {
+            "CDP_NATS_URL": self.nats_url,
+            "CDP_DATABASE_URL": self.db_server,
+            f"CDP_{key}_DATABASE_URL": with_database(self.db_server, f"{self.prefix}_{key.lower()}"),
+            f"CDP_{key}_GRPC_PORT": str(embedded.free_port()),
+            "CDP_AUTH_SECRET": self.secret,
+            "CDP_GRPC_HOST": "127.0.0.1",
+            "CDP_SHUTDOWN_GRACE_S": "1",
+        }
+        return Settings.from_env(name, env)
+
+    async def start(self, *specs: ServiceSpec) -> None:
+        for spec in specs:
+            svc = Service(spec, self.settings(spec.name))
+            await svc.start()
+            self.services[spec.name] = svc
+
+    async def stop(self) -> None:
+        for svc in reversed(list(self.services.values())):
+            await svc.stop()
+
+    def address(self, name: str) -> str:
+        return f"127.0.0.1:{self.services[name].grpc.port}"
+
+    def channel(self, name: str, token: str | None = None):
+        return channel(self.address(name), token or self.token)
