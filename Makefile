@@ -42,3 +42,6 @@ down: install
 
 clean:
 	rm -rf $(VENV) .cdp .pytest_cache
+
+chart-check: install
+	$(BIN)/python -m pytest tests/deploy -q
