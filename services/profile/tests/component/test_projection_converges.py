@@ -1,0 +1,106 @@
+"""The profile projection converges whatever the order of arrival (competing consumers)."""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import asyncpg
+import cdp_profile
+import pytest
+from cdp.common.v1 import identifier_pb2
+from cdp.identity.v1 import events_pb2 as identity_events
+from cdp.ingest.v1 import events_pb2 as ingest_events
+from cdp_profile.projection import ProfileProjection
+
+from cdp_core import envelope
+from cdp_core.consumer import Delivery
+from cdp_core.outbox import OutboxWriter
+from cdp_core.settings import with_database
+from cdp_core.store import open_store
+
+pytestmark = pytest.mark.component
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def resolved(i: int, profile: str, traits: dict | None, ids: list[tuple[str, str]], minutes: int) -> envelope.Envelope:
+    ev = ingest_events.EventCollected(kind="identify" if traits else "track", user_id=ids[0][1],
+                                      traits_json=json.dumps(traits) if traits else "")
+    ev.timestamp.CopyFrom(envelope.ts(T0 + timedelta(minutes=minutes)))
+    event_id = f"e{i:03d}"
+    msg = identity_events.IdentityResolved(
+        event=ev, profile_id=profile, event_id=event_id,
+        identifiers=[identifier_pb2.Identifier(type=t, value=v) for t, v in ids])
+    return envelope.make("cdp.identity.resolved", msg, producer="identity", event_id="r-" + event_id)
+
+
+def merged(survivor: str, gone: str) -> envelope.Envelope:
+    msg = identity_events.ProfilesMerged(survivor_profile_id=survivor, merged_profile_id=gone, rule="shared-identifier",
+                                         event_id="e-link")
+    return envelope.make("cdp.identity.merged", msg, producer="identity", event_id="m-1")
+
+
+def story() -> list[envelope.Envelope]:
+    envs = []
+    for i in range(12):
+        envs.append(resolved(i, "P1", {"plan": f"p{i}", "city": "Madrid"} if i % 3 == 0 else None,
+                             [("user_id", "u1")], minutes=i))
+    for i in range(12, 20):
+        envs.append(resolved(i, "P2", {"plan": f"q{i}"} if i % 2 else None, [("anonymous_id", "a2")], minutes=i - 8))
+    envs.append(resolved(20, "P1", {"vip": True}, [("user_id", "u1"), ("anonymous_id", "a2")], minutes=5))
+    envs.append(merged("P1", "P2"))
+    # a tie on event time: the greater event id wins, whatever the order
+    envs.append(resolved(21, "P2", {"tie": "first"}, [("anonymous_id", "a2")], minutes=30))
+    envs.append(resolved(22, "P1", {"tie": "second"}, [("user_id", "u1")], minutes=30))
+    return envs
+
+
+async def apply_all(url: str, envs: list[envelope.Envelope]) -> dict:
+    pool = await open_store(url, "profile", Path(cdp_profile.__file__).parent / "migrations")
+    projection = ProfileProjection()
+    try:
+        for seq, env in enumerate(envs, 1):
+            async with pool.acquire() as conn, conn.transaction():
+                await projection.handle(conn, Delivery(env, env.type, seq, {}), OutboxWriter())
+        async with pool.acquire() as conn:
+            return {
+                "profiles": [tuple(r) for r in await conn.fetch(
+                    "SELECT profile_id, merged_into, event_count, first_seen, last_seen FROM profiles ORDER BY 1")],
+                "traits": [tuple(r) for r in await conn.fetch(
+                    "SELECT profile_id, name, value::text, updated_at, event_id FROM profile_traits ORDER BY 1, 2")],
+                "ids": [tuple(r) for r in await conn.fetch("SELECT * FROM profile_identifiers ORDER BY 1, 2")],
+                "events": [tuple(r) for r in await conn.fetch("SELECT * FROM profile_events ORDER BY 1")],
+            }
+    finally:
+        await pool.close()
+
+
+async def test_shuffled_input_gives_the_same_projection(database_server_url):
+    envs = story()
+    results = []
+    for seed in (None, 1, 2, 3):
+        order = list(envs)
+        if seed is not None:
+            random.Random(seed).shuffle(order)
+        name = "t_" + uuid.uuid4().hex[:12]
+        admin = await asyncpg.connect(database_server_url)
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        await admin.close()
+        try:
+            results.append(await apply_all(with_database(database_server_url, name), order))
+        finally:
+            admin = await asyncpg.connect(database_server_url)
+            await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+            await admin.close()
+    in_order = results[0]
+    for other in results[1:]:
+        assert other == in_order
+    live = {p[0]: p for p in in_order["profiles"]}
+    assert live["P2"][1] == "P1" and live["P1"][2] == 23  # 23 events, all on the survivor
+    traits = {(t[0], t[1]): json.loads(t[2]) for t in in_order["traits"]}
+    assert traits[("P1", "plan")] == "q19"  # minute 11 from P2 beats p9 at minute 9
+    assert traits[("P1", "tie")] == "second"  # same minute: e022 > e021
+    assert not [t for t in in_order["traits"] if t[0] == "P2"]
