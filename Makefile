@@ -12,7 +12,9 @@ install: $(STAMP)
 
 $(STAMP): constraints.txt requirements-dev.txt $(PYPROJECTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -r requirements-dev.txt $(addprefix -e ,$(PACKAGES))
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt setuptools
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-build-isolation -c constraints.txt \
+		-r requirements-dev.txt $(addprefix -e ,$(PACKAGES))
 	touch $(STAMP)
 
 run: install
