@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # One image per service:
-#   docker build --build-arg SERVICE=ingest -t registry.example.com/cdp/ingest:0.1.0 .
+#   docker build --build-arg SERVICE=ingest -t cdp/ingest:0.1.0 .
 # SERVICE is a directory under services/ (ingest, identity, profile, segment, prediction,
 # journey, channel-gateway, analytics); the image runs `python -m cdp_<SERVICE with - as _>`.
 

@@ -312,7 +312,7 @@ def test_every_service_enabled(render: Any) -> None:
         dep = deployments[name]
         assert dep["metadata"]["name"] == f"{FULLNAME}-{name}"
         c = container(dep)
-        assert c["image"] == f"registry.example.com/cdp/{name}:0.1.0"
+        assert c["image"] == f"cdp/{name}:0.1.0"
         assert {p["name"]: p["containerPort"] for p in c["ports"]}["grpc"] == port
         env = env_of(dep)
         assert env[f"CDP_{env_key(name)}_GRPC_PORT"]["value"] == str(port)
@@ -558,12 +558,12 @@ def test_env_overrides_replace_in_place(render: Any) -> None:
 def test_per_service_image_override(render: Any) -> None:
     values = {
         "default": {"image": {"tag": "1.2.3", "pullPolicy": "Always"}},
-        "services": {"profile": {"image": {"repository": "mirror.example.com/profile", "tag": "9.9.9"}}},
+        "services": {"profile": {"image": {"repository": "mirror/profile", "tag": "9.9.9"}}},
     }
     deployments = cdp_objects(render(values), "Deployment")
-    assert container(deployments["ingest"])["image"] == "registry.example.com/cdp/ingest:1.2.3"
+    assert container(deployments["ingest"])["image"] == "cdp/ingest:1.2.3"
     assert container(deployments["ingest"])["imagePullPolicy"] == "Always"
-    assert container(deployments["profile"])["image"] == "mirror.example.com/profile:9.9.9"
+    assert container(deployments["profile"])["image"] == "mirror/profile:9.9.9"
 
 
 def test_scheduling_and_annotations_default_with_per_service_override(render: Any) -> None:
