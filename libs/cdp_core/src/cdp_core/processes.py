@@ -25,8 +25,15 @@ def module_of(service: str) -> str:
 
 
 def available_services() -> list[str]:
-    """The services whose package is installed, in DESIGN.md order."""
-    return [s for s in SERVICES if importlib.util.find_spec(module_of(s)) is not None]
+    """The services whose `python -m cdp_<service>` entry point is installed, in DESIGN.md order."""
+    found = []
+    for name in SERVICES:
+        try:
+            if importlib.util.find_spec(module_of(name)) and importlib.util.find_spec(module_of(name) + ".__main__"):
+                found.append(name)
+        except (ImportError, ValueError):
+            continue
+    return found
 
 
 def spawn_service(service: str, env: dict[str, str], log_path: Path) -> subprocess.Popen:
@@ -44,12 +51,13 @@ def spawn_service(service: str, env: dict[str, str], log_path: Path) -> subproce
         )
 
 
-async def health_status(address: str, timeout: float = 1.0) -> str:
-    """'SERVING', 'NOT_SERVING', ... or 'UNREACHABLE'."""
-    async with grpc.aio.insecure_channel(address) as ch:
+def health(address: str, timeout: float = 1.0) -> str:
+    """The grpc.health.v1 status of the whole server (service ""): SERVING, NOT_SERVING,
+    SERVICE_UNKNOWN, UNKNOWN, or UNREACHABLE."""
+    with grpc.insecure_channel(address) as ch:
         try:
-            resp = await health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
-        except grpc.aio.AioRpcError:
+            resp = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
+        except grpc.RpcError:
             return "UNREACHABLE"
     return health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
 
@@ -60,7 +68,7 @@ async def wait_serving(address: str, proc: subprocess.Popen | None = None, timeo
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"process {proc.pid} exited with code {proc.returncode} before serving on {address}")
-        if await health_status(address) == "SERVING":
+        if await asyncio.to_thread(health, address, 0.5) == "SERVING":
             return
         await asyncio.sleep(0.1)
     raise TimeoutError(f"{address} not SERVING within {timeout}s")

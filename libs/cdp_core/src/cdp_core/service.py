@@ -131,9 +131,21 @@ async def serve(spec: ServiceSpec, settings: Settings | None = None) -> int:
     telemetry.configure(spec.name)
     svc = Service(spec, settings)
     loop = asyncio.get_running_loop()
+    starting = asyncio.create_task(svc.start())
+
+    def on_signal() -> None:
+        if not starting.done():
+            starting.cancel()  # e.g. still waiting for NATS or PostgreSQL: nothing to drain
+        else:
+            asyncio.ensure_future(svc.stop())
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lambda: asyncio.ensure_future(svc.stop()))
-    await svc.start()
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        await starting
+    except asyncio.CancelledError:
+        log.info("stopped during start-up")
+        return 0
     await svc.finished.wait()
     telemetry.shutdown()
     return 1 if svc.failed else 0

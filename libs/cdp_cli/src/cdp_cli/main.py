@@ -1,0 +1,139 @@
+"""The cdp command-line tool (see docs/cli.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+
+import click
+from rich.console import Console
+
+from cdp_core.auth import KNOWN_SCOPES, issue_token
+
+from . import client, demo as demo_mod, profiles, render, stack
+
+TOKEN_HELP = "Bearer token (default: env CDP_TOKEN, else .cdp/token)."
+
+
+def _out() -> Console:
+    # soft_wrap: long lines (paths, tokens) are not broken, so they can be copied and grepped
+    return Console(soft_wrap=True)
+
+
+def _err() -> Console:
+    return Console(stderr=True, soft_wrap=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """cdp: operate the Customer Data Platform."""
+
+
+# --- cdp dev -------------------------------------------------------------------------
+
+
+@cli.group()
+def dev() -> None:
+    """Run a local stack (NATS, PostgreSQL and every service) under .cdp/."""
+
+
+@dev.command("up")
+@click.option("--foreground", is_flag=True, help="Stay attached; Ctrl-C or SIGTERM stops the stack.")
+def dev_up(foreground: bool) -> None:
+    """Start the stack and wait until every service is SERVING."""
+    sys.exit(stack.up(_out(), foreground=foreground))
+
+
+@dev.command("down")
+def dev_down() -> None:
+    """Stop exactly what `cdp dev up` started and remove .cdp/stack.json."""
+    sys.exit(stack.down(_out()))
+
+
+@dev.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def dev_status(as_json: bool) -> None:
+    """Each component: pid, running or not, endpoint, and gRPC health of services.
+
+    Exit code 0 when a stack is recorded and everything in it is up, 1 otherwise."""
+    s = stack.load_stack()
+    record = stack.status_record(s)
+    if as_json:
+        click.echo(json.dumps(record))
+    else:
+        stack.print_status(_out(), s, record)
+    sys.exit(0 if record["running"] else 1)
+
+
+# --- cdp token -----------------------------------------------------------------------
+
+
+@cli.group()
+def token() -> None:
+    """Bearer tokens for the gRPC APIs."""
+
+
+@token.command("issue")
+@click.option("--scope", "scopes", multiple=True, required=True,
+              type=click.Choice(sorted(KNOWN_SCOPES)), help="A scope to grant (repeatable).")
+@click.option("--subject", default="cdp-cli", show_default=True, help="Who the token is for.")
+def token_issue(scopes: tuple[str, ...], subject: str) -> None:
+    """Print a token signed with the stack's secret (env CDP_AUTH_SECRET, else .cdp/secret)."""
+    if not subject.strip():
+        raise click.BadParameter("must not be empty", param_hint="--subject")
+    click.echo(issue_token(client.require_secret(), subject, set(scopes)))
+
+
+# --- cdp profile ---------------------------------------------------------------------
+
+
+@cli.group()
+def profile() -> None:
+    """Customer profiles."""
+
+
+@profile.command("get")
+@click.option("--user-id", help="Look up by user_id.")
+@click.option("--email", help="Look up by email.")
+@click.option("--anonymous-id", help="Look up by anonymous_id.")
+@click.option("--profile-id", help="Look up by profile id.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--token", "token_", help=TOKEN_HELP)
+def profile_get(user_id, email, anonymous_id, profile_id, as_json: bool, token_: str | None) -> None:
+    """Show one profile, found by exactly one identifier or its id."""
+    given = {k: v for k, v in
+             {"user_id": user_id, "email": email, "anonymous_id": anonymous_id, "profile_id": profile_id}.items()
+             if v is not None}
+    if len(given) != 1:
+        raise click.UsageError("give exactly one of --user-id, --email, --anonymous-id, --profile-id")
+    (kind, value), = given.items()
+    req = profiles.lookup_request(kind, value)
+    p = asyncio.run(profiles.get_profile(req, client.resolve_token(token_)))
+    render.print_profile(p, as_json=as_json, console=_out())
+
+
+# --- cdp demo ------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--sample", is_flag=True, help="Send the sample journey (anonymous browse, sign-up, order).")
+@click.option("--json", "as_json", is_flag=True, help="Print the resulting profile as one JSON object.")
+@click.option("--token", "token_", help=TOKEN_HELP)
+def demo(sample: bool, as_json: bool, token_: str | None) -> None:
+    """Send sample events through gRPC ingest and print the profile they build.
+
+    Progress goes to stderr, the profile to stdout."""
+    if not sample:
+        raise click.UsageError("choose what to send: --sample")
+    tok = client.resolve_token(token_)
+    try:
+        p = asyncio.run(demo_mod.run_sample(tok, _err()))
+    except demo_mod.IncompleteProfile as e:
+        render.print_profile(e.profile, as_json=as_json, console=_out())
+        raise
+    render.print_profile(p, as_json=as_json, console=_out())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    cli()
