@@ -26,6 +26,7 @@ log = get_logger(__name__)
 DUPLICATE_WINDOW_S = 2 * 60 * 60  # Nats-Msg-Id de-duplication window
 MAX_PAYLOAD = 1024 * 1024  # bytes; NATS server default max_payload
 PUBLISH_ACK_TIMEOUT_S = 15.0
+_HEADER_OVERHEAD = len(b"NATS/1.0\r\n\r\n")
 
 
 def stream_name(service: str) -> str:
@@ -77,7 +78,8 @@ class Bus:
             storage=api.StorageType.FILE,
             retention=api.RetentionPolicy.LIMITS,
             max_age=max_age_s,
-            duplicate_window=DUPLICATE_WINDOW_S,
+            # the server refuses a duplicate window longer than max_age
+            duplicate_window=min(DUPLICATE_WINDOW_S, max_age_s) if max_age_s else DUPLICATE_WINDOW_S,
             num_replicas=replicas,
             allow_direct=True,
         )
@@ -114,11 +116,17 @@ class Bus:
         if not messages:
             return []
         trace_headers = inject_headers()
-        futures = []
-        for m in messages:
-            if len(m.data) > MAX_PAYLOAD:
-                raise ValueError(f"message for {m.subject} is {len(m.data)} bytes; the limit is {MAX_PAYLOAD}")
+        limit = min(MAX_PAYLOAD, self.nc.max_payload or MAX_PAYLOAD)
+        batch = []
+        for m in messages:  # check every message first: an oversize one publishes nothing
             headers = {"Nats-Msg-Id": m.msg_id, **trace_headers, **m.headers}
+            # the server's limit counts the headers too, and closes the connection beyond it
+            size = len(m.data) + _HEADER_OVERHEAD + sum(len(k) + len(v) + 4 for k, v in headers.items())
+            if size > limit:
+                raise ValueError(f"message for {m.subject} is {size} bytes with headers; the limit is {limit}")
+            batch.append((m, headers))
+        futures = []
+        for m, headers in batch:
             futures.append(await self.js.publish_async(m.subject, m.data, headers=headers))
         return list(await asyncio.wait_for(asyncio.gather(*futures), timeout=PUBLISH_ACK_TIMEOUT_S))
 

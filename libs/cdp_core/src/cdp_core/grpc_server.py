@@ -50,7 +50,19 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
-        return handler
+        if handler.stream_unary:  # client streaming: same wrapper, the request is an iterator
+            return grpc.stream_unary_rpc_method_handler(
+                self._wrap_unary(handler.stream_unary, details.method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.stream_stream:
+            return grpc.stream_stream_rpc_method_handler(
+                self._wrap_stream(handler.stream_stream, details.method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return None  # an RPC shape we cannot guard is not served
 
     def _authorize(self, method: str, context: grpc.aio.ServicerContext) -> Principal:
         principal = principal_from_metadata(self.secret, context.invocation_metadata())

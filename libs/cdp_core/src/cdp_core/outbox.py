@@ -69,6 +69,8 @@ class OutboxRelay:
         await listener.add_listener(NOTIFY_CHANNEL, wake)
         try:
             while True:
+                stopping = self._stopping  # seen before the read: that read drains all committed before stop()
+                self._wake.clear()  # before reading: a NOTIFY during the read must wake the next wait
                 try:
                     n = await self.relay_once()
                 except (OSError, asyncpg.PostgresError, asyncio.TimeoutError, asyncpg.InterfaceError) as e:
@@ -77,9 +79,8 @@ class OutboxRelay:
                     continue
                 if n == self.batch_size:
                     continue  # more waiting
-                if self._stopping:
+                if stopping:
                     return  # drained
-                self._wake.clear()
                 try:
                     await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
                 except asyncio.TimeoutError:

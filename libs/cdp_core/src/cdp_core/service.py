@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+from cdp.common.v1 import failed_pb2_grpc
 
 from . import logs, telemetry
 from .bus import Bus
 from .consumer import ConsumerRunner, Projection
+from .failed import FailedEventServicer, Replayer
 from .grpc_server import GrpcServer
 from .outbox import OutboxRelay
 from .settings import Settings
@@ -50,6 +52,9 @@ class ServiceSpec:
     consumes: list[str] = field(default_factory=list)  # services whose streams it reads
     projections: Callable[[Runtime], list[Projection]] = lambda rt: []
     produces: bool = True  # owns a stream (and an outbox relay)
+    # Replays a rejected call kept in failed events (ingest); consumer failures are
+    # replayed by their consumer runner.
+    replay_rejected: Callable[[Runtime, Any, Any], Awaitable[None]] | None = None
     on_start: Callable[[Runtime], Awaitable[None]] | None = None
     on_stop: Callable[[Runtime], Awaitable[None]] | None = None
 
@@ -65,6 +70,7 @@ class Service:
         self.stopped = asyncio.Event()  # stop has begun
         self.finished = asyncio.Event()  # stop has completed
         self.failed = False
+        self._background: set[asyncio.Future] = set()
 
     async def start(self) -> None:
         s = self.settings
@@ -73,8 +79,10 @@ class Service:
         for producer in ([self.spec.name] if self.spec.produces else []) + self.spec.consumes:
             await bus.ensure_stream(producer)
         rt = self.runtime = Runtime(s, pool, bus)
-        self.grpc = GrpcServer(secret=s.auth_secret, scopes=self.spec.scopes, service_names=self.spec.grpc_services)
+        self.grpc = GrpcServer(secret=s.auth_secret, scopes=self.spec.scopes, service_names=[*self.spec.grpc_services, "cdp.common.v1.FailedEventService"])
         self.spec.add_servicers(rt, self.grpc.server)
+        failed_pb2_grpc.add_FailedEventServiceServicer_to_server(
+            FailedEventServicer(pool, self._replayer_for), self.grpc.server)
         self.grpc.bind(s.grpc_host, s.grpc_port)
         await self.grpc.set_serving(False)
         await self.grpc.start()
@@ -93,11 +101,26 @@ class Service:
         await self.grpc.set_serving(True)
         log.info("service started", grpc_port=self.grpc.port, consumers=[r.p.name for r in self.runners])
 
+    def _keep(self, task: asyncio.Future) -> None:
+        """Holds a reference to a fire-and-forget task until it is done."""
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _replayer_for(self, row) -> Replayer | None:
+        if row["kind"] == "rejected":
+            if self.spec.replay_rejected is None:
+                return None
+            return lambda conn, r: self.spec.replay_rejected(self.runtime, conn, r)
+        for runner in self.runners:
+            if runner.p.name == row["consumer"]:
+                return runner.replay
+        return None
+
     def _task_done(self, task: asyncio.Task) -> None:
         if not task.cancelled() and task.exception() is not None and not self.stopped.is_set():
             log.error("background task died; shutting down", task=task.get_name(),
                       error=repr(task.exception())[:300])
-            asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self.stop(failed=True)))
+            self._keep(asyncio.ensure_future(self.stop(failed=True)))
 
     async def stop(self, failed: bool = False) -> None:
         if self.stopped.is_set():
@@ -137,7 +160,7 @@ async def serve(spec: ServiceSpec, settings: Settings | None = None) -> int:
         if not starting.done():
             starting.cancel()  # e.g. still waiting for NATS or PostgreSQL: nothing to drain
         else:
-            asyncio.ensure_future(svc.stop())
+            svc._keep(asyncio.ensure_future(svc.stop()))
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
 SERVICES: dict[str, int] = {
@@ -48,6 +48,12 @@ class Settings:
     log_level: str
     grpc_host: str = "0.0.0.0"
     shutdown_grace_s: float = 10.0
+    # every CDP_* variable, for service-specific options (see `option`)
+    environ: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def option(self, name: str, default: str) -> str:
+        """A service-specific setting, e.g. option("CDP_INGEST_RATE_LIMIT_PER_S", "5000")."""
+        return self.environ.get(name, default)
 
     @classmethod
     def from_env(cls, service: str, environ: os._Environ | dict | None = None) -> "Settings":
@@ -70,4 +76,5 @@ class Settings:
             log_level=env.get("CDP_LOG_LEVEL", "info"),
             grpc_host=env.get("CDP_GRPC_HOST", "0.0.0.0"),
             shutdown_grace_s=float(env.get("CDP_SHUTDOWN_GRACE_S", "10")),
+            environ={k: v for k, v in env.items() if k.startswith("CDP_")},
         )

@@ -38,8 +38,8 @@ async def ensure_database(url: str) -> None:
     admin = await asyncpg.connect(with_database(url, "postgres"))
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
-    except asyncpg.DuplicateDatabaseError:
-        pass
+    except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
+        pass  # created meanwhile by a replica starting together (UniqueViolation: a concurrent CREATE)
     finally:
         await admin.close()
 
@@ -65,14 +65,15 @@ async def migrate(pool: asyncpg.Pool, component: str, folder: Path) -> list[int]
     """Apply the not yet applied migrations of `folder`, each in its own transaction."""
     applied_now = []
     async with pool.acquire() as conn:
-        await conn.execute(
-            """CREATE TABLE IF NOT EXISTS cdp_schema_migrations (
-                   component text NOT NULL, version int NOT NULL,
-                   applied_at timestamptz NOT NULL DEFAULT now(),
-                   PRIMARY KEY (component, version))"""
-        )
+        # lock first: concurrent CREATE TABLE IF NOT EXISTS can fail with a unique violation
         await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
         try:
+            await conn.execute(
+                """CREATE TABLE IF NOT EXISTS cdp_schema_migrations (
+                       component text NOT NULL, version int NOT NULL,
+                       applied_at timestamptz NOT NULL DEFAULT now(),
+                       PRIMARY KEY (component, version))"""
+            )
             done = {
                 r["version"]
                 for r in await conn.fetch("SELECT version FROM cdp_schema_migrations WHERE component = $1", component)

@@ -1,49 +1,248 @@
-"""IngestService: proto <-> domain mapping, and appending to the log of record."""
+"""IngestService and SourceService: proto <-> domain mapping only. Every call goes
+through the Pipeline."""
 
 from __future__ import annotations
 
-import uuid
+import json
 
 from cdp.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 
 from cdp_core import envelope
-from cdp_core.bus import Bus
+from cdp_core.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from cdp_core.grpc_server import current_principal
 
-from .domain import Accepted, build_event, subject_for
+from .domain.calls import MAX_BATCH_BYTES, MAX_BATCH_CALLS, Call, Source
+from .domain.tracking_plan import compile_plan
+from .pipeline import Outcome, Pipeline
+from .sources import SourceRecord, SourceRegistry
 
 SERVICE = "cdp.ingest.v1.IngestService"
-SCOPES = {f"/{SERVICE}/Track": "events:write", f"/{SERVICE}/Identify": "events:write"}
+SOURCE_SERVICE = "cdp.ingest.v1.SourceService"
+SCOPES = {f"/{SERVICE}/{m}": "events:write"
+          for m in ("Track", "Identify", "Page", "Screen", "Group", "Alias", "Batch", "ImportEvents")}
+WRITE_KEY_METADATA = "x-cdp-write-key"
+BATCH_CONTENT_TYPE = "application/vnd.cdp.ingest.batch+protobuf"
+MAX_IMPORT_REJECTIONS_SHOWN = 100
+
+# Segment field names (used by the domain) -> the names a gRPC caller sees
+GRPC_NAMES = {
+    "messageId": "common.message_id", "userId": "common.user_id", "anonymousId": "common.anonymous_id",
+    "context": "common.context_json", "integrations": "common.integrations_json", "timestamp": "common.timestamp",
+    "sentAt": "common.sent_at", "identifiers": "common.identifiers", "properties": "properties_json",
+    "traits": "traits_json", "groupId": "group_id", "previousId": "previous_id", "type": "call",
+}
+
+
+def call_from_proto(kind: str, req, path: str = "") -> Call:
+    c = req.common
+    call = Call(
+        kind=kind,
+        message_id=c.message_id,
+        user_id=c.user_id,
+        anonymous_id=c.anonymous_id,
+        context=c.context_json,
+        integrations=c.integrations_json,
+        timestamp=envelope.from_ts(c.timestamp) if c.HasField("timestamp") else None,
+        sent_at=envelope.from_ts(c.sent_at) if c.HasField("sent_at") else None,
+        identifiers=[(i.type, i.value) for i in c.identifiers],
+        path=path,
+        names=GRPC_NAMES,
+    )
+    if kind == "track":
+        call.event, call.properties = req.event, req.properties_json
+    elif kind == "identify":
+        call.traits = req.traits_json
+    elif kind in ("page", "screen"):
+        call.name, call.category, call.properties = req.name, req.category, req.properties_json
+    elif kind == "group":
+        call.group_id, call.traits = req.group_id, req.traits_json
+    elif kind == "alias":
+        call.previous_id = req.previous_id
+    return call
+
+
+def calls_of(items, offset: int = 0) -> list[Call]:
+    calls = []
+    for i, item in enumerate(items, offset):
+        kind = item.WhichOneof("call")
+        if kind is None:
+            raise InvalidArgument("is empty: set one of track, identify, page, screen, group, alias",
+                                  field=f"calls[{i}]")
+        calls.append(call_from_proto(kind, getattr(item, kind), f"calls[{i}]"))
+    return calls
+
+
+def result_of(o: Outcome) -> ingest_pb2.CallResult:
+    return ingest_pb2.CallResult(index=o.index, event_id=o.event_id, error=o.error,
+                                 failed_event_id=o.failed_event_id, violations=o.violations)
 
 
 class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
-    def __init__(self, bus: Bus):
-        self.bus = bus
+    def __init__(self, pipeline: Pipeline, sources: SourceRegistry):
+        self.pipeline, self.sources = pipeline, sources
 
-    async def _append(self, accepted: Accepted) -> None:
-        env = envelope.make(
-            subject_for(accepted.event.kind),
-            accepted.event,
-            producer="ingest",
-            event_id=accepted.event_id,
-            occurred_at=accepted.occurred_at,
-        )
-        await self.bus.publish_envelopes([env])  # returns once JetStream has stored it
-
-    def _source(self) -> str:
+    async def _source(self, context, write_key: str = "") -> tuple[Source, float]:
+        """The write key's source (from the request or x-cdp-write-key metadata), or the
+        caller's token subject as a `server` source."""
+        if not write_key:
+            write_key = dict(context.invocation_metadata() or ()).get(WRITE_KEY_METADATA, "")
+        if write_key:
+            rec = await self.sources.by_write_key(write_key)
+            if rec is None:
+                raise Unauthenticated("unknown write key")
+            if not rec.enabled:
+                raise PermissionDenied(f"source {rec.name!r} is disabled")
+            return rec.source, rec.rate_limit_per_s
         p = current_principal.get()
-        return f"grpc:{p.subject}" if p else "grpc"
+        subject = p.subject if p else "anonymous"
+        return Source(f"token:{subject}", subject, "server"), 0.0
 
-    async def Track(self, request: ingest_pb2.TrackRequest, context) -> ingest_pb2.TrackResponse:
+    async def _one(self, kind: str, request, context):
+        source, rate = await self._source(context)
+        if rate:
+            self.pipeline.admit(source.source_id, 1, rate)
         received = envelope.now()
-        accepted = build_event("track", request.common, source_id=self._source(), received_at=received,
-                               event=request.event, properties_json=request.properties_json, new_id=str(uuid.uuid4()))
-        await self._append(accepted)
-        return ingest_pb2.TrackResponse(event_id=accepted.event_id, received_at=envelope.ts(received))
+        [o] = await self.pipeline.submit([call_from_proto(kind, request)], source, entry="ingest.grpc",
+                                         received_at=received)
+        if not o.ok:
+            raise InvalidArgument(f"{o.error} (kept as failed event {o.failed_event_id})")
+        return o.event_id, envelope.ts(received)
 
-    async def Identify(self, request: ingest_pb2.IdentifyRequest, context) -> ingest_pb2.IdentifyResponse:
+    async def Track(self, request, context):
+        event_id, received = await self._one("track", request, context)
+        return ingest_pb2.TrackResponse(event_id=event_id, received_at=received)
+
+    async def Identify(self, request, context):
+        event_id, received = await self._one("identify", request, context)
+        return ingest_pb2.IdentifyResponse(event_id=event_id, received_at=received)
+
+    async def Page(self, request, context):
+        event_id, received = await self._one("page", request, context)
+        return ingest_pb2.PageResponse(event_id=event_id, received_at=received)
+
+    async def Screen(self, request, context):
+        event_id, received = await self._one("screen", request, context)
+        return ingest_pb2.ScreenResponse(event_id=event_id, received_at=received)
+
+    async def Group(self, request, context):
+        event_id, received = await self._one("group", request, context)
+        return ingest_pb2.GroupResponse(event_id=event_id, received_at=received)
+
+    async def Alias(self, request, context):
+        event_id, received = await self._one("alias", request, context)
+        return ingest_pb2.AliasResponse(event_id=event_id, received_at=received)
+
+    async def Batch(self, request: ingest_pb2.BatchRequest, context) -> ingest_pb2.BatchResponse:
+        source, rate = await self._source(context, request.write_key)
+        size = request.ByteSize()
+        reason = None
+        if size > MAX_BATCH_BYTES:
+            reason = f"batch is {size} bytes; the limit is {MAX_BATCH_BYTES}"
+        elif len(request.calls) > MAX_BATCH_CALLS:
+            reason = f"batch has {len(request.calls)} calls; the limit is {MAX_BATCH_CALLS}"
+        if reason:
+            fid = await self.pipeline.reject_request("ingest.grpc", reason, request.SerializeToString(),
+                                                     source_id=source.source_id, content_type=BATCH_CONTENT_TYPE)
+            raise InvalidArgument(f"{reason} (kept as failed event {fid})", field="calls")
+        calls = calls_of(request.calls)
+        if rate:
+            self.pipeline.admit(source.source_id, len(calls), rate)
         received = envelope.now()
-        accepted = build_event("identify", request.common, source_id=self._source(), received_at=received,
-                               traits_json=request.traits_json, new_id=str(uuid.uuid4()))
-        await self._append(accepted)
-        return ingest_pb2.IdentifyResponse(event_id=accepted.event_id, received_at=envelope.ts(received))
+        outcomes = await self.pipeline.submit(calls, source, entry="ingest.grpc", received_at=received)
+        accepted = sum(o.ok for o in outcomes)
+        return ingest_pb2.BatchResponse(accepted=accepted, rejected=len(outcomes) - accepted,
+                                        results=[result_of(o) for o in outcomes], received_at=envelope.ts(received))
+
+    async def ImportEvents(self, request_iterator, context) -> ingest_pb2.ImportEventsResponse:
+        source = None
+        rate = 0.0
+        accepted = rejected = offset = 0
+        shown: list[ingest_pb2.CallResult] = []
+        async for req in request_iterator:
+            if source is None:
+                source, rate = await self._source(context, req.write_key)
+            calls = calls_of(req.calls, offset)
+            if rate:
+                self.pipeline.admit(source.source_id, len(calls), rate)
+            for o in await self.pipeline.submit(calls, source, entry="ingest.import"):
+                if o.ok:
+                    accepted += 1
+                else:
+                    rejected += 1
+                    if len(shown) < MAX_IMPORT_REJECTIONS_SHOWN:
+                        shown.append(result_of(o))
+            offset += len(calls)
+        return ingest_pb2.ImportEventsResponse(accepted=accepted, rejected=rejected, rejections=shown)
+
+
+def source_message(rec: SourceRecord) -> ingest_pb2.Source:
+    m = ingest_pb2.Source(source_id=rec.source_id, name=rec.name, kind=rec.kind, enabled=rec.enabled,
+                          write_key_hint=rec.write_key_hint, accepted=rec.accepted, rejected=rec.rejected,
+                          rate_limit_per_s=rec.rate_limit_per_s)
+    m.created_at.CopyFrom(envelope.ts(rec.created_at))
+    return m
+
+
+class SourceServicer(ingest_pb2_grpc.SourceServiceServicer):
+    def __init__(self, pipeline: Pipeline, sources: SourceRegistry):
+        self.pipeline, self.sources = pipeline, sources
+
+    async def CreateSource(self, request, context):
+        rec, key = await self.sources.create(request.name, request.kind, request.webhook_secret,
+                                             request.rate_limit_per_s)
+        return ingest_pb2.CreateSourceResponse(source=source_message(rec), write_key=key)
+
+    async def ListSources(self, request, context):
+        return ingest_pb2.ListSourcesResponse(sources=[source_message(r) for r in await self.sources.list()])
+
+    async def RotateSourceKey(self, request, context):
+        rec, key = await self.sources.rotate(request.name)
+        return ingest_pb2.RotateSourceKeyResponse(source=source_message(rec), write_key=key)
+
+    async def DisableSource(self, request, context):
+        return ingest_pb2.DisableSourceResponse(source=source_message(await self.sources.set_enabled(request.name, False)))
+
+    async def EnableSource(self, request, context):
+        return ingest_pb2.EnableSourceResponse(source=source_message(await self.sources.set_enabled(request.name, True)))
+
+    async def ApplyTrackingPlan(self, request, context):
+        p = request.plan
+        rec = await self.sources.by_name(p.source_name)
+        plan = compile_plan(rec.source_id, p.mode, p.unplanned_events, p.events_json, p.identify_traits_schema_json)
+        await self.pipeline.pool.execute(
+            "INSERT INTO tracking_plans (source_id, mode, unplanned_events, events, identify_traits_schema) "
+            "VALUES ($1, $2, $3, $4::jsonb, $5::jsonb) ON CONFLICT (source_id) DO UPDATE SET mode = excluded.mode, "
+            "unplanned_events = excluded.unplanned_events, events = excluded.events, "
+            "identify_traits_schema = excluded.identify_traits_schema, updated_at = now()",
+            rec.source_id, plan.mode, plan.unplanned_events, json.dumps(plan.raw_events),
+            json.dumps(plan.raw_identify) if plan.raw_identify is not None else None)
+        self.pipeline.plans.invalidate()
+        return ingest_pb2.ApplyTrackingPlanResponse(plan=await self._plan(rec))
+
+    async def GetTrackingPlan(self, request, context):
+        return ingest_pb2.GetTrackingPlanResponse(plan=await self._plan(await self.sources.by_name(request.source_name)))
+
+    async def _plan(self, rec: SourceRecord) -> ingest_pb2.TrackingPlan:
+        row = await self.pipeline.pool.fetchrow("SELECT * FROM tracking_plans WHERE source_id = $1", rec.source_id)
+        if row is None:
+            raise NotFound("this source has no tracking plan", field="source_name")
+        plan = ingest_pb2.TrackingPlan(source_name=rec.name, mode=row["mode"], unplanned_events=row["unplanned_events"],
+                                       events_json=row["events"], identify_traits_schema_json=row["identify_traits_schema"] or "")
+        plan.updated_at.CopyFrom(envelope.ts(row["updated_at"]))
+        return plan
+
+    async def ListViolations(self, request, context):
+        args, where = [], ""
+        if request.source_name:
+            rec = await self.sources.by_name(request.source_name)
+            args, where = [rec.source_id], "WHERE v.source_id = $1"
+        rows = await self.pipeline.pool.fetch(
+            "SELECT s.name, v.event, v.message, v.action, v.count, v.last_seen FROM violations v "
+            f"JOIN sources s USING (source_id) {where} ORDER BY v.count DESC, s.name, v.event LIMIT 1000", *args)
+        out = []
+        for r in rows:
+            v = ingest_pb2.Violation(source_name=r["name"], event=r["event"], message=r["message"], action=r["action"],
+                                     count=r["count"])
+            v.last_seen.CopyFrom(envelope.ts(r["last_seen"]))
+            out.append(v)
+        return ingest_pb2.ListViolationsResponse(violations=out)

@@ -1,16 +1,84 @@
-"""The ingest service: the front door and the writer of the log of record (CDP_INGEST)."""
+"""The ingest service: the front door and the writer of the log of record (CDP_INGEST).
+
+Options (environment): CDP_INGEST_RATE_LIMIT_PER_S — default events/s per write-key
+source (token bucket, 2 s of burst; 0 turns limiting off; a source may set its own).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
+from pathlib import Path
+
 from cdp.ingest.v1 import ingest_pb2_grpc
 
+from cdp_core.failed import JSON
 from cdp_core.service import Runtime, ServiceSpec
 
-from .grpc_api import SCOPES, SERVICE, IngestServicer
+from .domain.calls import Source, call_from_json
+from .grpc_api import SCOPES, SERVICE, SOURCE_SERVICE, IngestServicer, SourceServicer
+from .pipeline import Pipeline
+from .sources import SourceRegistry
+
+DEFAULT_RATE_LIMIT_PER_S = "5000"
 
 
 def add_servicers(rt: Runtime, server) -> None:
-    ingest_pb2_grpc.add_IngestServiceServicer_to_server(IngestServicer(rt.bus), server)
+    pipeline = Pipeline(rt.bus, rt.pool, default_rate_per_s=float(
+        rt.settings.option("CDP_INGEST_RATE_LIMIT_PER_S", DEFAULT_RATE_LIMIT_PER_S)))
+    sources = SourceRegistry(rt.pool)
+    rt.extras.update(pipeline=pipeline, sources=sources)
+    ingest_pb2_grpc.add_IngestServiceServicer_to_server(IngestServicer(pipeline, sources), server)
+    ingest_pb2_grpc.add_SourceServiceServicer_to_server(SourceServicer(pipeline, sources), server)
 
 
-SPEC = ServiceSpec(name="ingest", grpc_services=[SERVICE], scopes=SCOPES, add_servicers=add_servicers)
+async def on_start(rt: Runtime) -> None:
+    stop = rt.extras["stop"] = asyncio.Event()
+    rt.extras["stats_task"] = asyncio.create_task(rt.extras["pipeline"].stats.run(stop), name="ingest-stats")
+
+
+async def on_stop(rt: Runtime) -> None:
+    rt.extras["stop"].set()
+    await rt.extras["stats_task"]
+    await rt.extras["pipeline"].stats.flush()
+
+
+async def replay_rejected(rt: Runtime, conn, row) -> None:
+    """Submits a rejected call (or request) again, after a fix; raises if it is still refused."""
+    if row["content_type"] != JSON:
+        raise ValueError(f"a {row['content_type']} request cannot be replayed; send it again, split or fixed")
+    pipeline: Pipeline = rt.extras["pipeline"]
+    sources: SourceRegistry = rt.extras["sources"]
+    obj = json.loads(bytes(row["data"]))
+    batch = obj.get("batch") if isinstance(obj, dict) else None
+    source_id = row["source_id"]
+    if source_id and source_id.startswith("token:"):
+        source = Source(source_id, source_id.removeprefix("token:"), "server")
+    else:
+        rec = await sources.by_id(source_id) if source_id else (
+            await sources.by_write_key(obj.get("writeKey", "")) if isinstance(obj, dict) else None)
+        if rec is None:
+            raise ValueError("its source (write key) is still unknown")
+        if not rec.enabled:
+            raise ValueError(f"source {rec.name!r} is still disabled")
+        source = rec.source
+    if isinstance(batch, list):
+        calls = [call_from_json(item, path=f"batch[{i}]", defaults=obj) for i, item in enumerate(batch)]
+    else:
+        calls = [call_from_json(obj)]
+    outcomes = await pipeline.submit(calls, source, entry="ingest.replay", record=False)
+    errors = [o.error for o in outcomes if not o.ok]
+    if errors:
+        raise ValueError("; ".join(errors[:5]))
+
+
+SPEC = ServiceSpec(
+    name="ingest",
+    grpc_services=[SERVICE, SOURCE_SERVICE],
+    scopes=SCOPES,
+    add_servicers=add_servicers,
+    migrations=Path(__file__).parent / "migrations",
+    replay_rejected=replay_rejected,
+    on_start=on_start,
+    on_stop=on_stop,
+)

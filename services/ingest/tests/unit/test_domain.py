@@ -1,80 +1,122 @@
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from cdp.common.v1 import identifier_pb2
-from cdp.ingest.v1 import ingest_pb2
-from cdp_ingest.domain import MAX_JSON_BYTES, build_event, corrected_timestamp
+from cdp_ingest.domain.calls import (
+    MAX_DEPTH,
+    MAX_EVENT_BYTES,
+    MAX_KEYS,
+    Call,
+    Source,
+    accept,
+    call_from_json,
+    call_to_json,
+    corrected_timestamp,
+)
+from cdp_ingest.grpc_api import GRPC_NAMES
 
-from cdp_core.envelope import ts
 from cdp_core.errors import InvalidArgument
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=timezone.utc)
+SRC = Source("s1", "web", "web")
 
 
-def build(kind="track", event="Viewed", **common):
-    props = common.pop("properties_json", "")
-    return build_event(kind, ingest_pb2.EventCommon(**common), source_id="s1", received_at=NOW, event=event,
-                       properties_json=props, new_id="generated")
+def build(kind="track", **kw):
+    kw.setdefault("event", "Viewed" if kind == "track" else "")
+    return accept(Call(kind=kind, **kw), SRC, NOW, new_id="generated")
 
 
 def test_clock_skew_is_corrected_from_sent_at():
-    # client clock 1 hour fast: sent_at and timestamp both read 1h ahead
+    # client clock 1 hour fast: sentAt and timestamp both read 1h ahead
     sent = NOW + timedelta(hours=1)
     happened = sent - timedelta(seconds=30)
-    a = build(user_id="u", timestamp=ts(happened), sent_at=ts(sent))
+    a = build(user_id="u", timestamp=happened.isoformat(), sent_at=sent.isoformat().replace("+00:00", "Z"))
     assert a.occurred_at == NOW - timedelta(seconds=30)
     assert a.event.original_timestamp.ToDatetime(tzinfo=timezone.utc) == happened
     assert a.event.received_at.ToDatetime(tzinfo=timezone.utc) == NOW
 
 
-def test_without_timestamp_the_arrival_time_is_used():
+def test_without_timestamp_the_arrival_time_is_used_and_far_future_is_clamped():
     assert corrected_timestamp(NOW, None, None) == NOW
     assert corrected_timestamp(NOW, NOW - timedelta(days=1), None) == NOW - timedelta(days=1)
+    assert corrected_timestamp(NOW, NOW + timedelta(days=3), None) == NOW
 
 
 def test_event_id_derives_from_source_and_message_id():
     a, b = build(user_id="u", message_id="m1"), build(user_id="u", message_id="m1")
     assert a.event_id == b.event_id != build(user_id="u", message_id="m2").event_id
-    other_source = build_event("track", ingest_pb2.EventCommon(user_id="u", message_id="m1"), source_id="s2",
-                               received_at=NOW, event="Viewed", new_id="x")
-    assert other_source.event_id != a.event_id
+    other = accept(Call(kind="track", user_id="u", message_id="m1", event="V"), Source("s2", "x", "web"), NOW,
+                   new_id="x")
+    assert other.event_id != a.event_id
     assert build(user_id="u").event_id == "generated"
+    assert a.event.source_id == "s1" and a.event.source_kind == "web"
 
 
 @pytest.mark.parametrize(
-    "kwargs, field",
+    "kw, field",
     [
-        (dict(), "common.user_id"),
-        (dict(user_id="   "), "common.user_id"),
-        (dict(user_id="u", message_id="m" * 129), "common.message_id"),
-        (dict(anonymous_id="a" * 513), "common.anonymous_id"),
-        (dict(user_id="u", properties_json="not json"), "properties_json"),
-        (dict(user_id="u", properties_json='"a string"'), "properties_json"),
-        (dict(user_id="u", context_json="[]"), "common.context_json"),
-        (dict(user_id="u", properties_json='{"x": "%s"}' % ("y" * MAX_JSON_BYTES)), "properties_json"),
+        (dict(), "userId"),
+        (dict(user_id="   "), "userId"),
+        (dict(user_id=["a"]), "userId"),
+        (dict(user_id="u", message_id="m" * 129), "messageId"),
+        (dict(anonymous_id="a" * 513), "anonymousId"),
+        (dict(user_id="u", properties="not json"), "properties"),
+        (dict(user_id="u", properties='"a string"'), "properties"),
+        (dict(user_id="u", properties=[1, 2]), "properties"),
+        (dict(user_id="u", context="[]"), "context"),
+        (dict(user_id="u", properties={"x": "y" * MAX_EVENT_BYTES}), "properties"),
+        (dict(user_id="u", properties={f"k{i}": i for i in range(MAX_KEYS + 1)}), "properties"),
+        (dict(user_id="u", timestamp="yesterday"), "timestamp"),
+        (dict(user_id="u", sent_at=12), "sentAt"),
+        (dict(user_id="u", identifiers=[("shoe_size", "42")]), "identifiers[0].type"),
+        (dict(user_id="u", identifiers=[("email", "a@b.c"), ("phone", "")]), "identifiers[1].value"),
     ],
 )
-def test_bad_input_names_the_field(kwargs, field):
+def test_bad_input_names_the_field(kw, field):
     with pytest.raises(InvalidArgument) as e:
-        build(**kwargs)
+        build(**kw)
     assert e.value.field == field
     assert str(e.value).startswith(field)
 
 
-def test_track_needs_an_event_name():
-    with pytest.raises(InvalidArgument) as e:
+def test_deep_nesting_is_refused_both_as_text_and_as_object():
+    deep: dict = {}
+    cur = deep
+    for _ in range(MAX_DEPTH + 1):
+        cur["a"] = {}
+        cur = cur["a"]
+    import json
+
+    for value in (deep, json.dumps(deep)):
+        with pytest.raises(InvalidArgument, match="nested deeper"):
+            build(user_id="u", properties=value)
+    with pytest.raises(InvalidArgument, match="nested deeper"):
+        build(user_id="u", properties="[" * 100_000 + "]" * 100_000)
+
+
+def test_kind_specific_requirements():
+    with pytest.raises(InvalidArgument, match="^event"):
         build(event="", user_id="u")
-    assert e.value.field == "event"
-    assert build("identify", event="", user_id="u").event.kind == "identify"
+    with pytest.raises(InvalidArgument, match="^groupId"):
+        build("group", user_id="u")
+    with pytest.raises(InvalidArgument, match="^previousId"):
+        build("alias", user_id="u")
+    assert build("identify", user_id="u").event.kind == "identify"
+    assert build("alias", user_id="u", previous_id="old").event.previous_id == "old"
 
 
-def test_identifiers_are_checked():
-    ok = build(user_id="u", identifiers=[identifier_pb2.Identifier(type="email", value="a@b.c")])
-    assert [(i.type, i.value) for i in ok.event.identifiers] == [("email", "a@b.c")]
-    with pytest.raises(InvalidArgument, match=r"common.identifiers\[0\].type"):
-        build(user_id="u", identifiers=[identifier_pb2.Identifier(type="crm", value="1")])
-    with pytest.raises(InvalidArgument, match=r"common.identifiers\[1\].value"):
-        build(user_id="u", identifiers=[identifier_pb2.Identifier(type="email", value="a@b.c"),
-                                         identifier_pb2.Identifier(type="phone", value="")])
-    with pytest.raises(InvalidArgument, match="limit is 20"):
-        build(user_id="u", identifiers=[identifier_pb2.Identifier(type="device_id", value=str(i)) for i in range(21)])
+def test_grpc_callers_see_their_own_field_names():
+    with pytest.raises(InvalidArgument) as e:
+        accept(Call(kind="track", event="X", names=GRPC_NAMES, path="calls[2]"), SRC, NOW, new_id="x")
+    assert e.value.field == "calls[2].common.user_id"
+
+
+def test_segment_json_round_trip_and_batch_defaults():
+    obj = {"type": "track", "userId": 42, "event": "Order Completed", "properties": {"revenue": 9.5},
+           "messageId": "m1", "timestamp": "2026-11-28T11:00:00Z"}
+    call = call_from_json(obj, path="batch[0]", defaults={"context": {"ip": "1.2.3.4"}, "sentAt": "2026-11-28T11:00:01Z"})
+    assert call.context == {"ip": "1.2.3.4"}
+    a = accept(call, SRC, NOW, new_id="x")
+    assert a.event.user_id == "42" and a.properties == {"revenue": 9.5}
+    assert call_to_json(call)["properties"] == {"revenue": 9.5}
+    with pytest.raises(InvalidArgument, match=r"^batch\[1\].type"):
+        call_from_json({"type": "explode"}, path="batch[1]")

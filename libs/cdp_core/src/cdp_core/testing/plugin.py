@@ -10,6 +10,8 @@ CDP_* streams are deleted instead, so point that variable only at a disposable s
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,24 +33,28 @@ class Infra:
 
 
 @pytest.fixture(scope="session")
-def cdp_infra(tmp_path_factory) -> Infra:
-    root = tmp_path_factory.mktemp("cdp-infra")
+def cdp_infra() -> Infra:
+    # Not under pytest's basetemp: every pytest session that starts resets
+    # /tmp/pytest-of-<user> to mode 0700, which locks out postgres (run as a system user
+    # when we are root) while another session (another engineer, CI job) runs.
+    root = Path(tempfile.mkdtemp(prefix="cdp-infra-"))
     started: list[embedded.Managed] = []
-    nats_url = os.environ.get("CDP_NATS_URL")
-    if not nats_url:
-        m = embedded.start_nats(root / "nats")
-        started.append(m)
-        nats_url = m.url
-    db_url = os.environ.get("CDP_DATABASE_URL")
-    if not db_url:
-        m = embedded.start_postgres(root / "pg", fast=True)
-        started.append(m)
-        db_url = m.url
     try:
+        nats_url = os.environ.get("CDP_NATS_URL")
+        if not nats_url:
+            m = embedded.start_nats(root / "nats")
+            started.append(m)
+            nats_url = m.url
+        db_url = os.environ.get("CDP_DATABASE_URL")
+        if not db_url:
+            m = embedded.start_postgres(root / "pg", fast=True)
+            started.append(m)
+            db_url = m.url
         yield Infra(nats_url, db_url, root, nats_is_ours=not os.environ.get("CDP_NATS_URL"))
-    finally:
+    finally:  # also when a later server fails to start: stop the ones already started
         for m in started:
             embedded.stop(m)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

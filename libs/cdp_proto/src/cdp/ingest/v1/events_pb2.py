@@ -26,7 +26,7 @@ from cdp.common.v1 import identifier_pb2 as cdp_dot_common_dot_v1_dot_identifier
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63\x64p/ingest/v1/events.proto\x12\rcdp.ingest.v1\x1a\x1e\x63\x64p/common/v1/identifier.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x84\x04\n\x0e\x45ventCollected\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x14\n\x0c\x61nonymous_id\x18\x04 \x01(\t\x12\r\n\x05\x65vent\x18\x05 \x01(\t\x12\x0c\n\x04name\x18\x06 \x01(\t\x12\x10\n\x08group_id\x18\x07 \x01(\t\x12\x13\n\x0bprevious_id\x18\x08 \x01(\t\x12\x17\n\x0fproperties_json\x18\t \x01(\t\x12\x13\n\x0btraits_json\x18\n \x01(\t\x12\x14\n\x0c\x63ontext_json\x18\x0b \x01(\t\x12\x19\n\x11integrations_json\x18\x0c \x01(\t\x12-\n\ttimestamp\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\x12original_timestamp\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07sent_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0breceived_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tsource_id\x18\x11 \x01(\t\x12.\n\x0bidentifiers\x18\x12 \x03(\x0b\x32\x19.cdp.common.v1.Identifierb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63\x64p/ingest/v1/events.proto\x12\rcdp.ingest.v1\x1a\x1e\x63\x64p/common/v1/identifier.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbf\x04\n\x0e\x45ventCollected\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x14\n\x0c\x61nonymous_id\x18\x04 \x01(\t\x12\r\n\x05\x65vent\x18\x05 \x01(\t\x12\x0c\n\x04name\x18\x06 \x01(\t\x12\x10\n\x08group_id\x18\x07 \x01(\t\x12\x13\n\x0bprevious_id\x18\x08 \x01(\t\x12\x17\n\x0fproperties_json\x18\t \x01(\t\x12\x13\n\x0btraits_json\x18\n \x01(\t\x12\x14\n\x0c\x63ontext_json\x18\x0b \x01(\t\x12\x19\n\x11integrations_json\x18\x0c \x01(\t\x12-\n\ttimestamp\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\x12original_timestamp\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07sent_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0breceived_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tsource_id\x18\x11 \x01(\t\x12.\n\x0bidentifiers\x18\x12 \x03(\x0b\x32\x19.cdp.common.v1.Identifier\x12\x10\n\x08\x63\x61tegory\x18\x13 \x01(\t\x12\x12\n\nviolations\x18\x14 \x03(\t\x12\x13\n\x0bsource_kind\x18\x15 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,5 +34,5 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cdp.ingest.v1.events_pb2', 
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_EVENTCOLLECTED']._serialized_start=111
-  _globals['_EVENTCOLLECTED']._serialized_end=627
+  _globals['_EVENTCOLLECTED']._serialized_end=686
 # @@protoc_insertion_point(module_scope)

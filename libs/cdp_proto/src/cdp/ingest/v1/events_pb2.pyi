@@ -11,7 +11,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class EventCollected(_message.Message):
-    __slots__ = ("kind", "message_id", "user_id", "anonymous_id", "event", "name", "group_id", "previous_id", "properties_json", "traits_json", "context_json", "integrations_json", "timestamp", "original_timestamp", "sent_at", "received_at", "source_id", "identifiers")
+    __slots__ = ("kind", "message_id", "user_id", "anonymous_id", "event", "name", "group_id", "previous_id", "properties_json", "traits_json", "context_json", "integrations_json", "timestamp", "original_timestamp", "sent_at", "received_at", "source_id", "identifiers", "category", "violations", "source_kind")
     KIND_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -30,6 +30,9 @@ class EventCollected(_message.Message):
     RECEIVED_AT_FIELD_NUMBER: _ClassVar[int]
     SOURCE_ID_FIELD_NUMBER: _ClassVar[int]
     IDENTIFIERS_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    VIOLATIONS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_KIND_FIELD_NUMBER: _ClassVar[int]
     kind: str
     message_id: str
     user_id: str
@@ -48,4 +51,7 @@ class EventCollected(_message.Message):
     received_at: _timestamp_pb2.Timestamp
     source_id: str
     identifiers: _containers.RepeatedCompositeFieldContainer[_identifier_pb2.Identifier]
-    def __init__(self, kind: _Optional[str] = ..., message_id: _Optional[str] = ..., user_id: _Optional[str] = ..., anonymous_id: _Optional[str] = ..., event: _Optional[str] = ..., name: _Optional[str] = ..., group_id: _Optional[str] = ..., previous_id: _Optional[str] = ..., properties_json: _Optional[str] = ..., traits_json: _Optional[str] = ..., context_json: _Optional[str] = ..., integrations_json: _Optional[str] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., original_timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., sent_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., received_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., source_id: _Optional[str] = ..., identifiers: _Optional[_Iterable[_Union[_identifier_pb2.Identifier, _Mapping]]] = ...) -> None: ...
+    category: str
+    violations: _containers.RepeatedScalarFieldContainer[str]
+    source_kind: str
+    def __init__(self, kind: _Optional[str] = ..., message_id: _Optional[str] = ..., user_id: _Optional[str] = ..., anonymous_id: _Optional[str] = ..., event: _Optional[str] = ..., name: _Optional[str] = ..., group_id: _Optional[str] = ..., previous_id: _Optional[str] = ..., properties_json: _Optional[str] = ..., traits_json: _Optional[str] = ..., context_json: _Optional[str] = ..., integrations_json: _Optional[str] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., original_timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., sent_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., received_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., source_id: _Optional[str] = ..., identifiers: _Optional[_Iterable[_Union[_identifier_pb2.Identifier, _Mapping]]] = ..., category: _Optional[str] = ..., violations: _Optional[_Iterable[str]] = ..., source_kind: _Optional[str] = ...) -> None: ...

@@ -26,7 +26,7 @@ from cdp.common.v1 import identifier_pb2 as cdp_dot_common_dot_v1_dot_identifier
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63\x64p/ingest/v1/ingest.proto\x12\rcdp.ingest.v1\x1a\x1e\x63\x64p/common/v1/identifier.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x85\x02\n\x0b\x45ventCommon\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x14\n\x0c\x61nonymous_id\x18\x03 \x01(\t\x12\x14\n\x0c\x63ontext_json\x18\x04 \x01(\t\x12\x19\n\x11integrations_json\x18\x05 \x01(\t\x12-\n\ttimestamp\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07sent_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x0bidentifiers\x18\x08 \x03(\x0b\x32\x19.cdp.common.v1.Identifier\"b\n\x0cTrackRequest\x12*\n\x06\x63ommon\x18\x01 \x01(\x0b\x32\x1a.cdp.ingest.v1.EventCommon\x12\r\n\x05\x65vent\x18\x02 \x01(\t\x12\x17\n\x0fproperties_json\x18\x03 \x01(\t\"R\n\rTrackResponse\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12/\n\x0breceived_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"R\n\x0fIdentifyRequest\x12*\n\x06\x63ommon\x18\x01 \x01(\x0b\x32\x1a.cdp.ingest.v1.EventCommon\x12\x13\n\x0btraits_json\x18\x02 \x01(\t\"U\n\x10IdentifyResponse\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12/\n\x0breceived_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xa0\x01\n\rIngestService\x12\x42\n\x05Track\x12\x1b.cdp.ingest.v1.TrackRequest\x1a\x1c.cdp.ingest.v1.TrackResponse\x12K\n\x08Identify\x12\x1e.cdp.ingest.v1.IdentifyRequest\x1a\x1f.cdp.ingest.v1.IdentifyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63\x64p/ingest/v1/ingest.proto\x12\rcdp.ingest.v1\x1a\x1e\x63\x64p/common/v1/identifier.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x85\x02\n\x0b\x45ventCommon\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x14\n\x0c\x61nonymous_id\x18\x03 \x01(\t\x12\x14\n\x0c\x63ontext_json\x18\x04 \x01(\t\x12\x19\n\x11integrations_json\x18\x05 \x01(\t\x12-\n\ttimestamp\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07sent_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x0bidentifiers\x18\x08 \x03(\x0b\x32\x19.cdp.common.v1.Identifier\"b\n\x0cTrackRequest\x12*\n\x06\x63ommon\x18\x01 \x01(\x0b\x32\x1a.cdp.ingest.v1.EventCommon\x12\r\n\x05\x65vent\x18\x02 \x01(\t\x12\x17\n\x0fproperties_json\x18\x03 \x01(\t\"R\n\rTrackResponse\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12/\n\x0breceived_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"R\n\x0fIdentifyRequest\x12*\n\x06\x63ommon\x18\x01 \x01(\x0b\x32\x1a.cdp.ingest.v1.EventCommon\x12\x13\n\x0btraits_json\x18\x02 \x01(\t\"U\n\x10IdentifyResponse\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12/\n\x0breceived_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"r\n\x0bPageRequest\x12*\n\x06\x63ommon\x18\x01 \x01(\x0b\x32\x1a.cdp.ingest.v1.EventCommon\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12\x17\n\x0fproperties_json\x18\x04 \x01(\t\"Q\n\x0cPageResponse\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12/\n\x0breceived_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"t\n\rScreenRequest\x12*\n\x06\x63ommon\x18\x01 \x01(\x0b\x32\x1a.cdp.ingest.v1.EventCommon\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12\x17\n\x0fproperties_json\x18\x04 \x01(\t\"S\n\x0eScreenResponse\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12/\n\x0breceived_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"a\n\x0cGroupRequest\x12*\n\x06\x63ommon\x18\x01 \x01(\x0b\x32\x1a.cdp.ingest.v1.EventCommon\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x13\n\x0btraits_json\x18\x03 \x01(\t\"R\n\rGroupResponse\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12/\n\x0breceived_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"O\n\x0c\x41liasRequest\x12*\n\x06\x63ommon\x18\x01 \x01(\x0b\x32\x1a.cdp.ingest.v1.EventCommon\x12\x13\n\x0bprevious_id\x18\x02 \x01(\t\"R\n\rAliasResponse\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12/\n\x0breceived_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa8\x02\n\x04\x43\x61ll\x12,\n\x05track\x18\x01 \x01(\x0b\x32\x1b.cdp.ingest.v1.TrackRequestH\x00\x12\x32\n\x08identify\x18\x02 \x01(\x0b\x32\x1e.cdp.ingest.v1.IdentifyRequestH\x00\x12*\n\x04page\x18\x03 \x01(\x0b\x32\x1a.cdp.ingest.v1.PageRequestH\x00\x12.\n\x06screen\x18\x04 \x01(\x0b\x32\x1c.cdp.ingest.v1.ScreenRequestH\x00\x12,\n\x05group\x18\x05 \x01(\x0b\x32\x1b.cdp.ingest.v1.GroupRequestH\x00\x12,\n\x05\x61lias\x18\x06 \x01(\x0b\x32\x1b.cdp.ingest.v1.AliasRequestH\x00\x42\x06\n\x04\x63\x61ll\"E\n\x0c\x42\x61tchRequest\x12\"\n\x05\x63\x61lls\x18\x01 \x03(\x0b\x32\x13.cdp.ingest.v1.Call\x12\x11\n\twrite_key\x18\x02 \x01(\t\"i\n\nCallResult\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x17\n\x0f\x66\x61iled_event_id\x18\x04 \x01(\x03\x12\x12\n\nviolations\x18\x05 \x03(\t\"\x90\x01\n\rBatchResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x05\x12\x10\n\x08rejected\x18\x02 \x01(\x05\x12*\n\x07results\x18\x03 \x03(\x0b\x32\x19.cdp.ingest.v1.CallResult\x12/\n\x0breceived_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"L\n\x13ImportEventsRequest\x12\x11\n\twrite_key\x18\x01 \x01(\t\x12\"\n\x05\x63\x61lls\x18\x02 \x03(\x0b\x32\x13.cdp.ingest.v1.Call\"i\n\x14ImportEventsResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x03\x12\x10\n\x08rejected\x18\x02 \x01(\x03\x12-\n\nrejections\x18\x03 \x03(\x0b\x32\x19.cdp.ingest.v1.CallResult\"\xce\x01\n\x06Source\x12\x11\n\tsource_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x0f\n\x07\x65nabled\x18\x04 \x01(\x08\x12\x16\n\x0ewrite_key_hint\x18\x05 \x01(\t\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x07 \x01(\x03\x12\x10\n\x08rejected\x18\x08 \x01(\x03\x12\x18\n\x10rate_limit_per_s\x18\t \x01(\x01\"c\n\x13\x43reateSourceRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x16\n\x0ewebhook_secret\x18\x03 \x01(\t\x12\x18\n\x10rate_limit_per_s\x18\x04 \x01(\x01\"P\n\x14\x43reateSourceResponse\x12%\n\x06source\x18\x01 \x01(\x0b\x32\x15.cdp.ingest.v1.Source\x12\x11\n\twrite_key\x18\x02 \x01(\t\"\x14\n\x12ListSourcesRequest\"=\n\x13ListSourcesResponse\x12&\n\x07sources\x18\x01 \x03(\x0b\x32\x15.cdp.ingest.v1.Source\"&\n\x16RotateSourceKeyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"S\n\x17RotateSourceKeyResponse\x12%\n\x06source\x18\x01 \x01(\x0b\x32\x15.cdp.ingest.v1.Source\x12\x11\n\twrite_key\x18\x02 \x01(\t\"$\n\x14\x44isableSourceRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\">\n\x15\x44isableSourceResponse\x12%\n\x06source\x18\x01 \x01(\x0b\x32\x15.cdp.ingest.v1.Source\"#\n\x13\x45nableSourceRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"=\n\x14\x45nableSourceResponse\x12%\n\x06source\x18\x01 \x01(\x0b\x32\x15.cdp.ingest.v1.Source\"\xb5\x01\n\x0cTrackingPlan\x12\x13\n\x0bsource_name\x18\x01 \x01(\t\x12\x0c\n\x04mode\x18\x02 \x01(\t\x12\x13\n\x0b\x65vents_json\x18\x03 \x01(\t\x12#\n\x1bidentify_traits_schema_json\x18\x04 \x01(\t\x12\x18\n\x10unplanned_events\x18\x05 \x01(\t\x12.\n\nupdated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"E\n\x18\x41pplyTrackingPlanRequest\x12)\n\x04plan\x18\x01 \x01(\x0b\x32\x1b.cdp.ingest.v1.TrackingPlan\"F\n\x19\x41pplyTrackingPlanResponse\x12)\n\x04plan\x18\x01 \x01(\x0b\x32\x1b.cdp.ingest.v1.TrackingPlan\"-\n\x16GetTrackingPlanRequest\x12\x13\n\x0bsource_name\x18\x01 \x01(\t\"D\n\x17GetTrackingPlanResponse\x12)\n\x04plan\x18\x01 \x01(\x0b\x32\x1b.cdp.ingest.v1.TrackingPlan\",\n\x15ListViolationsRequest\x12\x13\n\x0bsource_name\x18\x01 \x01(\t\"\x8e\x01\n\tViolation\x12\x13\n\x0bsource_name\x18\x01 \x01(\t\x12\r\n\x05\x65vent\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\r\n\x05\x63ount\x18\x05 \x01(\x03\x12-\n\tlast_seen\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"F\n\x16ListViolationsResponse\x12,\n\nviolations\x18\x01 \x03(\x0b\x32\x18.cdp.ingest.v1.Violation2\xcf\x04\n\rIngestService\x12\x42\n\x05Track\x12\x1b.cdp.ingest.v1.TrackRequest\x1a\x1c.cdp.ingest.v1.TrackResponse\x12K\n\x08Identify\x12\x1e.cdp.ingest.v1.IdentifyRequest\x1a\x1f.cdp.ingest.v1.IdentifyResponse\x12?\n\x04Page\x12\x1a.cdp.ingest.v1.PageRequest\x1a\x1b.cdp.ingest.v1.PageResponse\x12\x45\n\x06Screen\x12\x1c.cdp.ingest.v1.ScreenRequest\x1a\x1d.cdp.ingest.v1.ScreenResponse\x12\x42\n\x05Group\x12\x1b.cdp.ingest.v1.GroupRequest\x1a\x1c.cdp.ingest.v1.GroupResponse\x12\x42\n\x05\x41lias\x12\x1b.cdp.ingest.v1.AliasRequest\x1a\x1c.cdp.ingest.v1.AliasResponse\x12\x42\n\x05\x42\x61tch\x12\x1b.cdp.ingest.v1.BatchRequest\x1a\x1c.cdp.ingest.v1.BatchResponse\x12Y\n\x0cImportEvents\x12\".cdp.ingest.v1.ImportEventsRequest\x1a#.cdp.ingest.v1.ImportEventsResponse(\x01\x32\xfe\x05\n\rSourceService\x12W\n\x0c\x43reateSource\x12\".cdp.ingest.v1.CreateSourceRequest\x1a#.cdp.ingest.v1.CreateSourceResponse\x12T\n\x0bListSources\x12!.cdp.ingest.v1.ListSourcesRequest\x1a\".cdp.ingest.v1.ListSourcesResponse\x12`\n\x0fRotateSourceKey\x12%.cdp.ingest.v1.RotateSourceKeyRequest\x1a&.cdp.ingest.v1.RotateSourceKeyResponse\x12Z\n\rDisableSource\x12#.cdp.ingest.v1.DisableSourceRequest\x1a$.cdp.ingest.v1.DisableSourceResponse\x12W\n\x0c\x45nableSource\x12\".cdp.ingest.v1.EnableSourceRequest\x1a#.cdp.ingest.v1.EnableSourceResponse\x12\x66\n\x11\x41pplyTrackingPlan\x12\'.cdp.ingest.v1.ApplyTrackingPlanRequest\x1a(.cdp.ingest.v1.ApplyTrackingPlanResponse\x12`\n\x0fGetTrackingPlan\x12%.cdp.ingest.v1.GetTrackingPlanRequest\x1a&.cdp.ingest.v1.GetTrackingPlanResponse\x12]\n\x0eListViolations\x12$.cdp.ingest.v1.ListViolationsRequest\x1a%.cdp.ingest.v1.ListViolationsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,6 +43,74 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_IDENTIFYREQUEST']._serialized_end=640
   _globals['_IDENTIFYRESPONSE']._serialized_start=642
   _globals['_IDENTIFYRESPONSE']._serialized_end=727
-  _globals['_INGESTSERVICE']._serialized_start=730
-  _globals['_INGESTSERVICE']._serialized_end=890
+  _globals['_PAGEREQUEST']._serialized_start=729
+  _globals['_PAGEREQUEST']._serialized_end=843
+  _globals['_PAGERESPONSE']._serialized_start=845
+  _globals['_PAGERESPONSE']._serialized_end=926
+  _globals['_SCREENREQUEST']._serialized_start=928
+  _globals['_SCREENREQUEST']._serialized_end=1044
+  _globals['_SCREENRESPONSE']._serialized_start=1046
+  _globals['_SCREENRESPONSE']._serialized_end=1129
+  _globals['_GROUPREQUEST']._serialized_start=1131
+  _globals['_GROUPREQUEST']._serialized_end=1228
+  _globals['_GROUPRESPONSE']._serialized_start=1230
+  _globals['_GROUPRESPONSE']._serialized_end=1312
+  _globals['_ALIASREQUEST']._serialized_start=1314
+  _globals['_ALIASREQUEST']._serialized_end=1393
+  _globals['_ALIASRESPONSE']._serialized_start=1395
+  _globals['_ALIASRESPONSE']._serialized_end=1477
+  _globals['_CALL']._serialized_start=1480
+  _globals['_CALL']._serialized_end=1776
+  _globals['_BATCHREQUEST']._serialized_start=1778
+  _globals['_BATCHREQUEST']._serialized_end=1847
+  _globals['_CALLRESULT']._serialized_start=1849
+  _globals['_CALLRESULT']._serialized_end=1954
+  _globals['_BATCHRESPONSE']._serialized_start=1957
+  _globals['_BATCHRESPONSE']._serialized_end=2101
+  _globals['_IMPORTEVENTSREQUEST']._serialized_start=2103
+  _globals['_IMPORTEVENTSREQUEST']._serialized_end=2179
+  _globals['_IMPORTEVENTSRESPONSE']._serialized_start=2181
+  _globals['_IMPORTEVENTSRESPONSE']._serialized_end=2286
+  _globals['_SOURCE']._serialized_start=2289
+  _globals['_SOURCE']._serialized_end=2495
+  _globals['_CREATESOURCEREQUEST']._serialized_start=2497
+  _globals['_CREATESOURCEREQUEST']._serialized_end=2596
+  _globals['_CREATESOURCERESPONSE']._serialized_start=2598
+  _globals['_CREATESOURCERESPONSE']._serialized_end=2678
+  _globals['_LISTSOURCESREQUEST']._serialized_start=2680
+  _globals['_LISTSOURCESREQUEST']._serialized_end=2700
+  _globals['_LISTSOURCESRESPONSE']._serialized_start=2702
+  _globals['_LISTSOURCESRESPONSE']._serialized_end=2763
+  _globals['_ROTATESOURCEKEYREQUEST']._serialized_start=2765
+  _globals['_ROTATESOURCEKEYREQUEST']._serialized_end=2803
+  _globals['_ROTATESOURCEKEYRESPONSE']._serialized_start=2805
+  _globals['_ROTATESOURCEKEYRESPONSE']._serialized_end=2888
+  _globals['_DISABLESOURCEREQUEST']._serialized_start=2890
+  _globals['_DISABLESOURCEREQUEST']._serialized_end=2926
+  _globals['_DISABLESOURCERESPONSE']._serialized_start=2928
+  _globals['_DISABLESOURCERESPONSE']._serialized_end=2990
+  _globals['_ENABLESOURCEREQUEST']._serialized_start=2992
+  _globals['_ENABLESOURCEREQUEST']._serialized_end=3027
+  _globals['_ENABLESOURCERESPONSE']._serialized_start=3029
+  _globals['_ENABLESOURCERESPONSE']._serialized_end=3090
+  _globals['_TRACKINGPLAN']._serialized_start=3093
+  _globals['_TRACKINGPLAN']._serialized_end=3274
+  _globals['_APPLYTRACKINGPLANREQUEST']._serialized_start=3276
+  _globals['_APPLYTRACKINGPLANREQUEST']._serialized_end=3345
+  _globals['_APPLYTRACKINGPLANRESPONSE']._serialized_start=3347
+  _globals['_APPLYTRACKINGPLANRESPONSE']._serialized_end=3417
+  _globals['_GETTRACKINGPLANREQUEST']._serialized_start=3419
+  _globals['_GETTRACKINGPLANREQUEST']._serialized_end=3464
+  _globals['_GETTRACKINGPLANRESPONSE']._serialized_start=3466
+  _globals['_GETTRACKINGPLANRESPONSE']._serialized_end=3534
+  _globals['_LISTVIOLATIONSREQUEST']._serialized_start=3536
+  _globals['_LISTVIOLATIONSREQUEST']._serialized_end=3580
+  _globals['_VIOLATION']._serialized_start=3583
+  _globals['_VIOLATION']._serialized_end=3725
+  _globals['_LISTVIOLATIONSRESPONSE']._serialized_start=3727
+  _globals['_LISTVIOLATIONSRESPONSE']._serialized_end=3797
+  _globals['_INGESTSERVICE']._serialized_start=3800
+  _globals['_INGESTSERVICE']._serialized_end=4391
+  _globals['_SOURCESERVICE']._serialized_start=4394
+  _globals['_SOURCESERVICE']._serialized_end=5160
 # @@protoc_insertion_point(module_scope)

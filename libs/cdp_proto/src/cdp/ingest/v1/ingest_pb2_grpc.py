@@ -47,6 +47,36 @@ class IngestServiceStub:
                 request_serializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.IdentifyRequest.SerializeToString,
                 response_deserializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.IdentifyResponse.FromString,
                 _registered_method=True)
+        self.Page = channel.unary_unary(
+                '/cdp.ingest.v1.IngestService/Page',
+                request_serializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.PageRequest.SerializeToString,
+                response_deserializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.PageResponse.FromString,
+                _registered_method=True)
+        self.Screen = channel.unary_unary(
+                '/cdp.ingest.v1.IngestService/Screen',
+                request_serializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.ScreenRequest.SerializeToString,
+                response_deserializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.ScreenResponse.FromString,
+                _registered_method=True)
+        self.Group = channel.unary_unary(
+                '/cdp.ingest.v1.IngestService/Group',
+                request_serializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.GroupRequest.SerializeToString,
+                response_deserializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.GroupResponse.FromString,
+                _registered_method=True)
+        self.Alias = channel.unary_unary(
+                '/cdp.ingest.v1.IngestService/Alias',
+                request_serializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.AliasRequest.SerializeToString,
+                response_deserializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.AliasResponse.FromString,
+                _registered_method=True)
+        self.Batch = channel.unary_unary(
+                '/cdp.ingest.v1.IngestService/Batch',
+                request_serializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.BatchRequest.SerializeToString,
+                response_deserializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.BatchResponse.FromString,
+                _registered_method=True)
+        self.ImportEvents = channel.stream_unary(
+                '/cdp.ingest.v1.IngestService/ImportEvents',
+                request_serializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.ImportEventsRequest.SerializeToString,
+                response_deserializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.ImportEventsResponse.FromString,
+                _registered_method=True)
 
 
 class IngestServiceServicer:
@@ -69,6 +99,50 @@ class IngestServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Page(self, request, context):
+        """Page records a website page view.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Screen(self, request, context):
+        """Screen records an app screen view.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Group(self, request, context):
+        """Group associates a user with a group (a B2B account) and records its traits.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Alias(self, request, context):
+        """Alias merges two user identities (previous_id -> user_id).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Batch(self, request, context):
+        """Batch sends up to 500 KB of calls at once. Each call is validated on its own:
+        valid ones are appended, rejected ones are kept in failed events with the reason,
+        and the response says which is which.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImportEvents(self, request_iterator, context):
+        """ImportEvents streams calls for bulk loads (files, backfills); same rules as Batch.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IngestServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -81,6 +155,36 @@ def add_IngestServiceServicer_to_server(servicer, server):
                     servicer.Identify,
                     request_deserializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.IdentifyRequest.FromString,
                     response_serializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.IdentifyResponse.SerializeToString,
+            ),
+            'Page': grpc.unary_unary_rpc_method_handler(
+                    servicer.Page,
+                    request_deserializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.PageRequest.FromString,
+                    response_serializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.PageResponse.SerializeToString,
+            ),
+            'Screen': grpc.unary_unary_rpc_method_handler(
+                    servicer.Screen,
+                    request_deserializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.ScreenRequest.FromString,
+                    response_serializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.ScreenResponse.SerializeToString,
+            ),
+            'Group': grpc.unary_unary_rpc_method_handler(
+                    servicer.Group,
+                    request_deserializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.GroupRequest.FromString,
+                    response_serializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.GroupResponse.SerializeToString,
+            ),
+            'Alias': grpc.unary_unary_rpc_method_handler(
+                    servicer.Alias,
+                    request_deserializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.AliasRequest.FromString,
+                    response_serializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.AliasResponse.SerializeToString,
+            ),
+            'Batch': grpc.unary_unary_rpc_method_handler(
+                    servicer.Batch,
+                    request_deserializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.BatchRequest.FromString,
+                    response_serializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.BatchResponse.SerializeToString,
+            ),
+            'ImportEvents': grpc.stream_unary_rpc_method_handler(
+                    servicer.ImportEvents,
+                    request_deserializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.ImportEventsRequest.FromString,
+                    response_serializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.ImportEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -140,6 +244,550 @@ class IngestService:
             '/cdp.ingest.v1.IngestService/Identify',
             cdp_dot_ingest_dot_v1_dot_ingest__pb2.IdentifyRequest.SerializeToString,
             cdp_dot_ingest_dot_v1_dot_ingest__pb2.IdentifyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Page(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.ingest.v1.IngestService/Page',
+            cdp_dot_ingest_dot_v1_dot_ingest__pb2.PageRequest.SerializeToString,
+            cdp_dot_ingest_dot_v1_dot_ingest__pb2.PageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Screen(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.ingest.v1.IngestService/Screen',
+            cdp_dot_ingest_dot_v1_dot_ingest__pb2.ScreenRequest.SerializeToString,
+            cdp_dot_ingest_dot_v1_dot_ingest__pb2.ScreenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Group(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.ingest.v1.IngestService/Group',
+            cdp_dot_ingest_dot_v1_dot_ingest__pb2.GroupRequest.SerializeToString,
+            cdp_dot_ingest_dot_v1_dot_ingest__pb2.GroupResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Alias(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.ingest.v1.IngestService/Alias',
+            cdp_dot_ingest_dot_v1_dot_ingest__pb2.AliasRequest.SerializeToString,
+            cdp_dot_ingest_dot_v1_dot_ingest__pb2.AliasResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Batch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.ingest.v1.IngestService/Batch',
+            cdp_dot_ingest_dot_v1_dot_ingest__pb2.BatchRequest.SerializeToString,
+            cdp_dot_ingest_dot_v1_dot_ingest__pb2.BatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportEvents(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/cdp.ingest.v1.IngestService/ImportEvents',
+            cdp_dot_ingest_dot_v1_dot_ingest__pb2.ImportEventsRequest.SerializeToString,
+            cdp_dot_ingest_dot_v1_dot_ingest__pb2.ImportEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class SourceServiceStub:
+    """SourceService manages sources: named write keys with a kind, and their tracking plans.
+    Scope required: admin.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.CreateSource = channel.unary_unary(
+                '/cdp.ingest.v1.SourceService/CreateSource',
+                request_serializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.CreateSourceRequest.SerializeToString,
+                response_deserializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.CreateSourceResponse.FromString,
+                _registered_method=True)
+        self.ListSources = channel.unary_unary(
+                '/cdp.ingest.v1.SourceService/ListSources',
+                request_serializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.ListSourcesRequest.SerializeToString,
+                response_deserializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.ListSourcesResponse.FromString,
+                _registered_method=True)
+        self.RotateSourceKey = channel.unary_unary(
+                '/cdp.ingest.v1.SourceService/RotateSourceKey',
+                request_serializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.RotateSourceKeyRequest.SerializeToString,
+                response_deserializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.RotateSourceKeyResponse.FromString,
+                _registered_method=True)
+        self.DisableSource = channel.unary_unary(
+                '/cdp.ingest.v1.SourceService/DisableSource',
+                request_serializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.DisableSourceRequest.SerializeToString,
+                response_deserializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.DisableSourceResponse.FromString,
+                _registered_method=True)
+        self.EnableSource = channel.unary_unary(
+                '/cdp.ingest.v1.SourceService/EnableSource',
+                request_serializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.EnableSourceRequest.SerializeToString,
+                response_deserializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.EnableSourceResponse.FromString,
+                _registered_method=True)
+        self.ApplyTrackingPlan = channel.unary_unary(
+                '/cdp.ingest.v1.SourceService/ApplyTrackingPlan',
+                request_serializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.ApplyTrackingPlanRequest.SerializeToString,
+                response_deserializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.ApplyTrackingPlanResponse.FromString,
+                _registered_method=True)
+        self.GetTrackingPlan = channel.unary_unary(
+                '/cdp.ingest.v1.SourceService/GetTrackingPlan',
+                request_serializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.GetTrackingPlanRequest.SerializeToString,
+                response_deserializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.GetTrackingPlanResponse.FromString,
+                _registered_method=True)
+        self.ListViolations = channel.unary_unary(
+                '/cdp.ingest.v1.SourceService/ListViolations',
+                request_serializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.ListViolationsRequest.SerializeToString,
+                response_deserializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.ListViolationsResponse.FromString,
+                _registered_method=True)
+
+
+class SourceServiceServicer:
+    """SourceService manages sources: named write keys with a kind, and their tracking plans.
+    Scope required: admin.
+    """
+
+    def CreateSource(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSources(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateSourceKey(self, request, context):
+        """RotateSourceKey issues a new write key; the old one stops working.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DisableSource(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EnableSource(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApplyTrackingPlan(self, request, context):
+        """ApplyTrackingPlan sets a source's tracking plan (replacing any previous one).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTrackingPlan(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListViolations(self, request, context):
+        """ListViolations counts tracking-plan violations per source, event and mode.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_SourceServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'CreateSource': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSource,
+                    request_deserializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.CreateSourceRequest.FromString,
+                    response_serializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.CreateSourceResponse.SerializeToString,
+            ),
+            'ListSources': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSources,
+                    request_deserializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.ListSourcesRequest.FromString,
+                    response_serializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.ListSourcesResponse.SerializeToString,
+            ),
+            'RotateSourceKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateSourceKey,
+                    request_deserializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.RotateSourceKeyRequest.FromString,
+                    response_serializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.RotateSourceKeyResponse.SerializeToString,
+            ),
+            'DisableSource': grpc.unary_unary_rpc_method_handler(
+                    servicer.DisableSource,
+                    request_deserializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.DisableSourceRequest.FromString,
+                    response_serializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.DisableSourceResponse.SerializeToString,
+            ),
+            'EnableSource': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnableSource,
+                    request_deserializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.EnableSourceRequest.FromString,
+                    response_serializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.EnableSourceResponse.SerializeToString,
+            ),
+            'ApplyTrackingPlan': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApplyTrackingPlan,
+                    request_deserializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.ApplyTrackingPlanRequest.FromString,
+                    response_serializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.ApplyTrackingPlanResponse.SerializeToString,
+            ),
+            'GetTrackingPlan': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTrackingPlan,
+                    request_deserializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.GetTrackingPlanRequest.FromString,
+                    response_serializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.GetTrackingPlanResponse.SerializeToString,
+            ),
+            'ListViolations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListViolations,
+                    request_deserializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.ListViolationsRequest.FromString,
+                    response_serializer=cdp_dot_ingest_dot_v1_dot_ingest__pb2.ListViolationsResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'cdp.ingest.v1.SourceService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('cdp.ingest.v1.SourceService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class SourceService:
+    """SourceService manages sources: named write keys with a kind, and their tracking plans.
+    Scope required: admin.
+    """
+
+    @staticmethod
+    def CreateSource(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.ingest.v1.SourceService/CreateSource',
+            cdp_dot_ingest_dot_v1_dot_ingest__pb2.CreateSourceRequest.SerializeToString,
+            cdp_dot_ingest_dot_v1_dot_ingest__pb2.CreateSourceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSources(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.ingest.v1.SourceService/ListSources',
+            cdp_dot_ingest_dot_v1_dot_ingest__pb2.ListSourcesRequest.SerializeToString,
+            cdp_dot_ingest_dot_v1_dot_ingest__pb2.ListSourcesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateSourceKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.ingest.v1.SourceService/RotateSourceKey',
+            cdp_dot_ingest_dot_v1_dot_ingest__pb2.RotateSourceKeyRequest.SerializeToString,
+            cdp_dot_ingest_dot_v1_dot_ingest__pb2.RotateSourceKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DisableSource(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.ingest.v1.SourceService/DisableSource',
+            cdp_dot_ingest_dot_v1_dot_ingest__pb2.DisableSourceRequest.SerializeToString,
+            cdp_dot_ingest_dot_v1_dot_ingest__pb2.DisableSourceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnableSource(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.ingest.v1.SourceService/EnableSource',
+            cdp_dot_ingest_dot_v1_dot_ingest__pb2.EnableSourceRequest.SerializeToString,
+            cdp_dot_ingest_dot_v1_dot_ingest__pb2.EnableSourceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApplyTrackingPlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.ingest.v1.SourceService/ApplyTrackingPlan',
+            cdp_dot_ingest_dot_v1_dot_ingest__pb2.ApplyTrackingPlanRequest.SerializeToString,
+            cdp_dot_ingest_dot_v1_dot_ingest__pb2.ApplyTrackingPlanResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTrackingPlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.ingest.v1.SourceService/GetTrackingPlan',
+            cdp_dot_ingest_dot_v1_dot_ingest__pb2.GetTrackingPlanRequest.SerializeToString,
+            cdp_dot_ingest_dot_v1_dot_ingest__pb2.GetTrackingPlanResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListViolations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.ingest.v1.SourceService/ListViolations',
+            cdp_dot_ingest_dot_v1_dot_ingest__pb2.ListViolationsRequest.SerializeToString,
+            cdp_dot_ingest_dot_v1_dot_ingest__pb2.ListViolationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

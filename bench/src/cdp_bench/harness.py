@@ -1,0 +1,214 @@
+"""The benchmark harness: a figure is only ever reported beside a raw baseline measured
+in the same run, and their ratio.
+
+These machines are shared and noisy, so an absolute figure alone says little; the ratio
+to a baseline measured minutes apart on the same machine says much more. `compare` runs
+warm-ups of both, then N repetitions that alternate figure and baseline (interleaved, so
+drift in the machine's load hits both alike), and reports the median of each.
+
+A workload is a callable (plain or async) taking no argument and returning either a
+number or a mapping of named numbers (then `metric` names the one compared; the medians
+of the others are kept too).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import platform
+import statistics
+import sys
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+
+Value = float | Mapping[str, float]
+Workload = Callable[[], Value | Awaitable[Value]]
+
+
+@dataclass
+class Comparison:
+    name: str
+    unit: str
+    metric: str
+    higher_is_better: bool
+    figure: float  # median of the figure's repetitions
+    baseline: float  # median of the baseline's repetitions
+    ratio: float  # figure / baseline
+    figure_runs: list[float]
+    baseline_runs: list[float]
+    figure_metrics: dict[str, float] = field(default_factory=dict)  # medians of every metric
+    baseline_metrics: dict[str, float] = field(default_factory=dict)
+    repetitions: int = 1
+    warmup: int = 0
+    interleaved: bool = True
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    def render(self) -> str:
+        return render_comparison(self)
+
+
+def median(values: list[float]) -> float:
+    if not values:
+        raise ValueError("median of no values")
+    return float(statistics.median(values))
+
+
+def ratio(figure: float, baseline: float) -> float:
+    """figure / baseline; inf when the baseline is 0 (and the figure is not), nan for 0/0."""
+    if baseline == 0:
+        return float("nan") if figure == 0 else float("inf")
+    return figure / baseline
+
+
+def _as_metrics(value: Value, metric: str) -> dict[str, float]:
+    if isinstance(value, Mapping):
+        if metric not in value:
+            raise KeyError(f"workload result lacks the metric {metric!r}: {sorted(value)}")
+        return {k: float(v) for k, v in value.items()}
+    return {metric: float(value)}
+
+
+async def _call(fn: Workload) -> Value:
+    out = fn()
+    if inspect.isawaitable(out):
+        out = await out
+    return out
+
+
+def _medians(runs: list[dict[str, float]]) -> dict[str, float]:
+    keys = [k for k in runs[0] if all(k in r for r in runs)]
+    return {k: median([r[k] for r in runs]) for k in keys}
+
+
+async def compare(
+    name: str,
+    figure: Workload,
+    baseline: Workload,
+    *,
+    repetitions: int = 3,
+    warmup: int = 1,
+    unit: str = "ops/s",
+    metric: str = "value",
+    higher_is_better: bool = True,
+    interleave: bool = True,
+    warmup_figure: Workload | None = None,
+    warmup_baseline: Workload | None = None,
+) -> Comparison:
+    """Warm up both, run both `repetitions` times (interleaved or back to back), report medians.
+
+    warmup_figure / warmup_baseline replace the workloads during warm-up (e.g. a smaller size).
+    """
+    if repetitions < 1:
+        raise ValueError("repetitions must be at least 1")
+    if warmup < 0:
+        raise ValueError("warmup must be >= 0")
+    for _ in range(warmup):
+        await _call(warmup_figure or figure)
+        await _call(warmup_baseline or baseline)
+    fig_runs: list[dict[str, float]] = []
+    base_runs: list[dict[str, float]] = []
+    if interleave:
+        for i in range(repetitions):
+            # Alternate which goes first, so neither always runs on a warmer (or busier) machine.
+            order = [(figure, fig_runs), (baseline, base_runs)]
+            if i % 2:
+                order.reverse()
+            for fn, runs in order:
+                runs.append(_as_metrics(await _call(fn), metric))
+    else:
+        for _ in range(repetitions):
+            fig_runs.append(_as_metrics(await _call(figure), metric))
+        for _ in range(repetitions):
+            base_runs.append(_as_metrics(await _call(baseline), metric))
+    fm, bm = _medians(fig_runs), _medians(base_runs)
+    return Comparison(
+        name=name,
+        unit=unit,
+        metric=metric,
+        higher_is_better=higher_is_better,
+        figure=fm[metric],
+        baseline=bm[metric],
+        ratio=ratio(fm[metric], bm[metric]),
+        figure_runs=[r[metric] for r in fig_runs],
+        baseline_runs=[r[metric] for r in base_runs],
+        figure_metrics=fm,
+        baseline_metrics=bm,
+        repetitions=repetitions,
+        warmup=warmup,
+        interleaved=interleave,
+    )
+
+
+def _fmt(x: float) -> str:
+    if x != x or x in (float("inf"), float("-inf")):
+        return str(x)
+    if abs(x) >= 100:
+        return f"{x:,.0f}"
+    if abs(x) >= 1:
+        return f"{x:.2f}"
+    return f"{x:.3g}"
+
+
+def render_comparison(c: Comparison) -> str:
+    better = "higher is better" if c.higher_is_better else "lower is better"
+    runs = lambda xs: ", ".join(_fmt(x) for x in xs)  # noqa: E731
+    return "\n".join([
+        f"{c.name} ({c.unit}, {better}; median of {c.repetitions}, {c.warmup} warm-up"
+        f"{', interleaved' if c.interleaved else ''})",
+        f"  figure    {_fmt(c.figure):>12}   runs: {runs(c.figure_runs)}",
+        f"  baseline  {_fmt(c.baseline):>12}   runs: {runs(c.baseline_runs)}",
+        f"  ratio     {c.ratio:>12.3f}   (figure / baseline)",
+    ])
+
+
+def machine_info() -> dict:
+    """What a figure needs beside it: the machine and the interpreter."""
+    info = {
+        "cpu_count": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "memory_gb": _memory_gb(),
+        "python": sys.version.split()[0],
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+    }
+    return info
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _memory_gb() -> float | None:
+    try:
+        import psutil
+
+        return round(psutil.virtual_memory().total / 2**30, 1)
+    except Exception:  # noqa: BLE001 - informational only
+        return None
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def percentile(values: list[float], p: float) -> float:
+    """The p-th percentile (0..100), linear interpolation between closest ranks."""
+    if not values:
+        raise ValueError("percentile of no values")
+    if not 0 <= p <= 100:
+        raise ValueError("p must be within 0..100")
+    xs = sorted(values)
+    k = (len(xs) - 1) * p / 100
+    lo = int(k)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)

@@ -1,0 +1,201 @@
+"""The stack a benchmark runs against: infrastructure plus services as separate processes.
+
+Infrastructure: the servers CDP_NATS_URL / CDP_DATABASE_URL name when they are set,
+otherwise a NATS server and a PostgreSQL server started (cdp_core.embedded) in a
+temporary folder that is removed afterwards.
+
+Services: each one its own process (`python -m cdp_<service>`, as in production), with a
+fresh database of its own (a unique prefix per run), a free gRPC port, a random auth
+secret and CDP_LOG_LEVEL=warning so that logging does not dominate what is measured.
+
+    async with bench_stack(["ingest"]) as stack:
+        stub = IngestServiceStub(stack.channel("ingest"))
+
+On exit the services get SIGTERM (graceful shutdown), their databases are dropped, and
+embedded servers are stopped. On a server named by CDP_NATS_URL the services declare and
+append to the ordinary CDP_* streams: point it at a disposable server only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import string
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import grpc
+
+from cdp_core import embedded
+from cdp_core.auth import issue_token
+from cdp_core.grpc_server import channel
+from cdp_core.processes import spawn_service, wait_serving
+from cdp_core.settings import env_key, with_database
+
+STOP_TIMEOUT_S = 30.0
+_ALPHABET = string.ascii_letters + string.digits
+
+
+def random_secret(n: int = 48) -> str:
+    return "".join(secrets.choice(_ALPHABET) for _ in range(n))
+
+
+@dataclass
+class Infra:
+    nats_url: str
+    database_url: str
+    embedded_nats: bool
+    embedded_postgres: bool
+    managed: list[embedded.Managed] = field(default_factory=list)
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    proc: subprocess.Popen
+    port: int
+    log: Path
+    database_url: str
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+@dataclass
+class BenchStack:
+    infra: Infra
+    secret: str
+    token: str
+    prefix: str
+    root: Path
+    services: dict[str, ServiceProcess] = field(default_factory=dict)
+    _channels: list[grpc.aio.Channel] = field(default_factory=list)
+
+    def address(self, name: str) -> str:
+        return self.services[name].address
+
+    def channel(self, name: str) -> grpc.aio.Channel:
+        """A client channel to a service, carrying the admin token (closed on exit)."""
+        ch = channel(self.address(name), self.token)
+        self._channels.append(ch)
+        return ch
+
+    def describe(self) -> dict:
+        return {
+            "nats": "embedded" if self.infra.embedded_nats else "external (CDP_NATS_URL)",
+            "postgres": "embedded" if self.infra.embedded_postgres else "external (CDP_DATABASE_URL)",
+            "services": sorted(self.services),
+        }
+
+
+def start_infra(root: Path) -> Infra:
+    nats_url = os.environ.get("CDP_NATS_URL", "")
+    db_url = os.environ.get("CDP_DATABASE_URL", "")
+    infra = Infra(nats_url, db_url, embedded_nats=not nats_url, embedded_postgres=not db_url)
+    try:
+        if not nats_url:
+            m = embedded.start_nats(root / "nats")
+            infra.managed.append(m)
+            infra.nats_url = m.url
+        if not db_url:
+            # Production settings (fsync on): a benchmark measures what a deployment would see.
+            m = embedded.start_postgres(root / "pg")
+            infra.managed.append(m)
+            infra.database_url = m.url
+    except BaseException:
+        stop_infra(infra)
+        raise
+    return infra
+
+
+def stop_infra(infra: Infra) -> None:
+    for m in reversed(infra.managed):
+        embedded.stop(m)
+
+
+def _terminate(procs: Sequence[subprocess.Popen]) -> None:
+    """SIGTERM (graceful shutdown), then SIGKILL whatever is still running after the timeout."""
+    for p in procs:
+        if p.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                p.kill()
+            p.wait()
+
+
+async def _drop_databases(server_url: str, urls: list[str]) -> None:
+    from urllib.parse import urlsplit
+
+    admin = await asyncpg.connect(with_database(server_url, "postgres"))
+    try:
+        for url in urls:
+            name = urlsplit(url).path.lstrip("/")
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@contextlib.asynccontextmanager
+async def bench_stack(services: Sequence[str], *, keep_logs: bool = False) -> AsyncIterator[BenchStack]:
+    """Infrastructure plus `services` as processes, SERVING; torn down on exit."""
+    root = Path(tempfile.mkdtemp(prefix="cdp-bench-"))
+    infra = await asyncio.to_thread(start_infra, root)
+    secret = random_secret()
+    prefix = "bench_" + secrets.token_hex(4)
+    stack = BenchStack(infra, secret, issue_token(secret, "bench", ["admin"]), prefix, root)
+    try:
+        for name in services:
+            key = env_key(name)
+            port = embedded.free_port()
+            db = with_database(infra.database_url, f"{prefix}_{key.lower()}")
+            env = {
+                "CDP_NATS_URL": infra.nats_url,
+                "CDP_DATABASE_URL": infra.database_url,
+                f"CDP_{key}_DATABASE_URL": db,
+                f"CDP_{key}_GRPC_PORT": str(port),
+                "CDP_GRPC_HOST": "127.0.0.1",
+                "CDP_AUTH_SECRET": secret,
+                "CDP_LOG_LEVEL": "warning",
+                "CDP_SHUTDOWN_GRACE_S": "2",
+            }
+            log = root / "logs" / f"{name}.log"
+            proc = spawn_service(name, env, log)
+            stack.services[name] = ServiceProcess(name, proc, port, log, db)
+        for sp in stack.services.values():
+            try:
+                await wait_serving(sp.address, sp.proc)
+            except (RuntimeError, TimeoutError) as e:
+                raise RuntimeError(f"{e}\n--- {sp.log} ---\n{_tail(sp.log)}") from None
+        yield stack
+    finally:
+        for ch in stack._channels:
+            with contextlib.suppress(Exception):
+                await ch.close()
+        await asyncio.to_thread(_terminate, [sp.proc for sp in reversed(list(stack.services.values()))])
+        if not infra.embedded_postgres and stack.services:
+            with contextlib.suppress(Exception):
+                await _drop_databases(infra.database_url, [sp.database_url for sp in stack.services.values()])
+        await asyncio.to_thread(stop_infra, infra)
+        if not keep_logs:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def _tail(path: Path, n: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return ""

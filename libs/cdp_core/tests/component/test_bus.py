@@ -1,0 +1,162 @@
+"""The JetStream bus against a real NATS server."""
+
+from __future__ import annotations
+
+import uuid
+
+import nats.errors
+import pytest
+from google.protobuf.wrappers_pb2 import StringValue
+from nats.js import api
+
+from cdp_core import envelope, telemetry
+from cdp_core.bus import DUPLICATE_WINDOW_S, MAX_PAYLOAD, Outgoing
+
+pytestmark = pytest.mark.component
+
+
+def _out(subject="cdp.ingest.event.track", data=b"x", msg_id=None, **headers):
+    return Outgoing(subject, data, msg_id or str(uuid.uuid4()), dict(headers))
+
+
+async def _count(bus, stream="CDP_INGEST") -> int:
+    return (await bus.js.stream_info(stream)).state.messages
+
+
+async def test_ensure_stream_is_idempotent(bus):
+    first = await bus.ensure_stream("ingest")
+    await bus.publish_batch([_out()])
+    second = await bus.ensure_stream("ingest")
+    assert first.config.name == second.config.name == "CDP_INGEST"
+    assert second.config.subjects == ["cdp.ingest.>"]
+    assert second.config.storage == api.StorageType.FILE
+    assert second.config.retention == api.RetentionPolicy.LIMITS
+    assert second.config.duplicate_window == DUPLICATE_WINDOW_S
+    assert not second.config.max_age  # the log keeps all history
+    assert second.config == first.config
+    assert await _count(bus) == 1  # re-declaring kept the stored message
+    assert [s async for s in _stream_names(bus)] == ["CDP_INGEST"]
+
+
+async def _stream_names(bus):
+    for info in await bus.js.streams_info():
+        yield info.config.name
+
+
+async def test_ensure_stream_updates_a_changed_config(bus):
+    short = await bus.ensure_stream("identity", max_age_s=3600)
+    assert short.config.max_age == 3600
+    assert short.config.duplicate_window <= 3600  # the server refuses a window beyond max_age
+    info = await bus.ensure_stream("identity")
+    assert not info.config.max_age
+    assert (await bus.js.stream_info("CDP_IDENTITY")).config.subjects == ["cdp.identity.>"]
+
+
+async def test_channel_gateway_stream(bus):
+    info = await bus.ensure_stream("channel-gateway")
+    assert info.config.name == "CDP_CHANNEL_GATEWAY"
+    assert info.config.subjects == ["cdp.channel-gateway.>"]
+
+
+async def test_publish_batch_returns_when_every_message_is_stored(bus):
+    await bus.ensure_stream("ingest")
+    msgs = [_out(data=f"m{i}".encode()) for i in range(300)]
+    acks = await bus.publish_batch(msgs)
+    assert len(acks) == 300
+    assert all(a.stream == "CDP_INGEST" and not a.duplicate for a in acks)
+    assert sorted(a.seq for a in acks) == list(range(1, 301))
+    assert await _count(bus) == 300  # no polling: stored when publish_batch returns
+    assert await bus.publish_batch([]) == []
+
+
+async def test_msg_id_deduplicates(bus):
+    await bus.ensure_stream("ingest")
+    (first,) = await bus.publish_batch([_out(msg_id="evt-1", data=b"one")])
+    (again,) = await bus.publish_batch([_out(msg_id="evt-1", data=b"one")])
+    assert not first.duplicate
+    assert again.duplicate is True
+    assert again.seq == first.seq
+    assert await _count(bus) == 1
+    # the same id twice inside one batch is stored once as well
+    acks = await bus.publish_batch([_out(msg_id="evt-2"), _out(msg_id="evt-2")])
+    assert [a.duplicate for a in acks].count(True) == 1
+    assert await _count(bus) == 2
+
+
+async def test_published_messages_carry_msg_id_and_traceparent(bus):
+    telemetry.configure("tests")
+    await bus.ensure_stream("ingest")
+    with telemetry.tracer().start_as_current_span("publish") as span:
+        env = envelope.make("cdp.ingest.event.track", StringValue(value="v"), producer="ingest")
+        (ack,) = await bus.publish_envelopes([env])
+    msg = await bus.js.get_msg("CDP_INGEST", ack.seq)
+    assert msg.headers["Nats-Msg-Id"] == env.event_id
+    trace_id = format(span.get_span_context().trace_id, "032x")
+    assert msg.headers["traceparent"].split("-")[1] == trace_id
+    assert msg.subject == "cdp.ingest.event.track"
+    assert envelope.decode(msg.data) == env
+
+
+async def test_message_headers_are_kept(bus):
+    await bus.ensure_stream("ingest")
+    (ack,) = await bus.publish_batch([_out(msg_id="m", **{"x-source": "crm"})])
+    msg = await bus.js.get_msg("CDP_INGEST", ack.seq)
+    assert msg.headers["x-source"] == "crm"
+
+
+async def test_oversize_payload_is_rejected(bus):
+    await bus.ensure_stream("ingest")
+    with pytest.raises(ValueError, match="limit"):
+        await bus.publish_batch([_out(data=b"x" * (MAX_PAYLOAD + 1))])
+    assert await _count(bus) == 0
+
+
+async def test_a_batch_with_one_oversize_message_publishes_nothing(bus):
+    await bus.ensure_stream("ingest")
+    with pytest.raises(ValueError):
+        await bus.publish_batch([_out(data=b"ok", msg_id="first"), _out(data=b"x" * (MAX_PAYLOAD + 1))])
+    (marker,) = await bus.publish_batch([_out(msg_id="marker")])
+    assert marker.seq == 1  # nothing of the failed batch was stored before it
+    assert await _count(bus) == 1
+
+
+async def test_the_limit_counts_the_headers(bus):
+    """The server's max_payload counts headers too; beyond it the server closes the connection."""
+    await bus.ensure_stream("ingest")
+    with pytest.raises(ValueError, match="limit"):
+        await bus.publish_batch([_out(data=b"x" * MAX_PAYLOAD, msg_id="big")])
+    (near,) = await bus.publish_batch([_out(data=b"x" * (MAX_PAYLOAD - 200), msg_id="near")])
+    assert not near.duplicate
+    msg = await bus.js.get_msg("CDP_INGEST", near.seq)
+    assert len(msg.data) == MAX_PAYLOAD - 200
+    assert bus.nc.is_connected
+
+
+async def test_publishing_outside_every_stream_fails(bus):
+    await bus.ensure_stream("ingest")
+    with pytest.raises(nats.errors.Error):
+        await bus.publish_batch([_out(subject="cdp.nowhere.x")])
+
+
+async def test_ensure_consumer_is_idempotent(bus):
+    await bus.ensure_stream("ingest")
+    a = await bus.ensure_consumer("CDP_INGEST", "reader", ["cdp.ingest.event.>"])
+    b = await bus.ensure_consumer("CDP_INGEST", "reader", ["cdp.ingest.event.>"])
+    assert a.name == b.name == "reader"
+    assert b.config.durable_name == "reader"
+    assert b.config.ack_policy == api.AckPolicy.EXPLICIT
+    assert b.config.deliver_policy == api.DeliverPolicy.ALL
+    assert b.config.filter_subject == "cdp.ingest.event.>"
+    infos = await bus.js.consumers_info("CDP_INGEST")
+    assert [c.name for c in infos] == ["reader"]
+
+
+async def test_ensure_consumer_with_several_subjects(bus):
+    await bus.ensure_stream("ingest")
+    info = await bus.ensure_consumer("CDP_INGEST", "multi", ["cdp.ingest.event.track", "cdp.ingest.event.page"])
+    again = await bus.ensure_consumer("CDP_INGEST", "multi", ["cdp.ingest.event.track", "cdp.ingest.event.page"])
+    assert (
+        info.config.filter_subjects
+        == again.config.filter_subjects
+        == ["cdp.ingest.event.track", "cdp.ingest.event.page"]
+    )

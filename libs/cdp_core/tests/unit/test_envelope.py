@@ -1,0 +1,94 @@
+"""The one envelope of every log message."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from google.protobuf.wrappers_pb2 import StringValue
+
+from cdp.common.v1.identifier_pb2 import Identifier
+from cdp_core import envelope
+from cdp_core.errors import PoisonMessage
+
+
+def test_make_decode_unpack_round_trip():
+    occurred = datetime(2024, 5, 1, 12, 30, 15, 123000, tzinfo=UTC)
+    env = envelope.make(
+        "cdp.identity.resolved", Identifier(type="email", value="a@b.c"), producer="identity", occurred_at=occurred
+    )
+    assert uuid.UUID(env.event_id)
+    assert env.type == "cdp.identity.resolved"
+    assert env.producer == "identity"
+    # an original event correlates with itself and has no cause
+    assert env.correlation_id == env.event_id
+    assert env.causation_id == ""
+    decoded = envelope.decode(env.SerializeToString())
+    assert decoded == env
+    assert envelope.from_ts(decoded.occurred_at) == occurred
+    recorded = envelope.from_ts(decoded.recorded_at)
+    assert abs((recorded - envelope.now()).total_seconds()) < 5
+    assert envelope.unpack(decoded, Identifier) == Identifier(type="email", value="a@b.c")
+
+
+def test_explicit_event_id_and_default_occurred_at():
+    env = envelope.make("cdp.x.y", StringValue(value="v"), producer="x", event_id="evt-1")
+    assert env.event_id == "evt-1"
+    assert env.occurred_at == env.recorded_at
+
+
+def test_naive_datetimes_are_utc():
+    naive = datetime(2024, 1, 2, 3, 4, 5)
+    assert envelope.from_ts(envelope.ts(naive)) == naive.replace(tzinfo=UTC)
+    plus2 = datetime(2024, 1, 2, 5, 4, 5, tzinfo=timezone(timedelta(hours=2)))
+    assert envelope.from_ts(envelope.ts(plus2)) == datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert envelope.ts(None) is None
+
+
+def test_correlation_and_causation_follow_the_cause():
+    root = envelope.make(
+        "cdp.ingest.event.track",
+        StringValue(value="r"),
+        producer="ingest",
+        occurred_at=datetime(2023, 3, 3, tzinfo=UTC),
+    )
+    child = envelope.make("cdp.identity.resolved", StringValue(value="c"), producer="identity", cause=root)
+    grandchild = envelope.make("cdp.profile.changed", StringValue(value="g"), producer="profile", cause=child)
+    assert child.causation_id == root.event_id
+    assert child.correlation_id == root.event_id
+    assert grandchild.causation_id == child.event_id
+    assert grandchild.correlation_id == root.event_id  # the first event's id, all the way down
+    assert child.occurred_at == root.occurred_at  # a derived event happened when its cause did
+    assert child.event_id != root.event_id
+
+
+def test_derived_id_is_deterministic():
+    a = envelope.derived_id("evt-1", "resolved")
+    assert a == envelope.derived_id("evt-1", "resolved")
+    assert uuid.UUID(a).version == 5
+    assert a != envelope.derived_id("evt-1", "merged")
+    assert a != envelope.derived_id("evt-2", "resolved")
+    # parts are joined unambiguously: ("ab", "c") is not ("a", "bc")
+    assert envelope.derived_id("ab", "c") != envelope.derived_id("a", "bc")
+
+
+@pytest.mark.parametrize("data", [b"\xff\xff\xff\xff", b"\x0a\x05ab", b"garbage that is not protobuf \x00\x01"])
+def test_decode_of_garbage_is_poison(data):
+    with pytest.raises(PoisonMessage):
+        envelope.decode(data)
+
+
+def test_decode_of_an_envelope_without_id_or_type_is_poison():
+    with pytest.raises(PoisonMessage, match="event_id or type"):
+        envelope.decode(b"")
+    with pytest.raises(PoisonMessage, match="event_id or type"):
+        envelope.decode(envelope.Envelope(type="cdp.x.y").SerializeToString())
+    with pytest.raises(PoisonMessage, match="event_id or type"):
+        envelope.decode(envelope.Envelope(event_id="e").SerializeToString())
+
+
+def test_payload_of_the_wrong_type_is_poison():
+    env = envelope.make("cdp.x.y", StringValue(value="v"), producer="x")
+    with pytest.raises(PoisonMessage, match="google.protobuf.StringValue"):
+        envelope.unpack(env, Identifier)

@@ -1,0 +1,1 @@
+"""Ingest domain: pure code, no I/O."""
