@@ -9,7 +9,7 @@ import math
 import pytest
 
 from cdp_bench import harness
-from cdp_bench.harness import Comparison, compare, median, percentile, ratio
+from cdp_bench.harness import compare, median, percentile, ratio
 
 
 def sequence(values):
