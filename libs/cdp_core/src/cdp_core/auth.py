@@ -48,14 +48,35 @@ def issue_token(secret: str, subject: str, scopes: list[str] | set[str], ttl_s: 
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
+_VERIFIED: dict[tuple[str, str], tuple[Principal, float]] = {}
+_VERIFIED_MAX = 10_000
+
+
 def verify_token(secret: str, token: str) -> Principal:
+    """Verifies a token; a verified one is remembered until it expires (clients send the
+    same token on every call, and HMAC + JSON decoding per call is measurable)."""
+    hit = _VERIFIED.get((secret, token))
+    if hit is not None:
+        if hit[1] > time.time():
+            return hit[0]
+        del _VERIFIED[(secret, token)]
+        raise Unauthenticated("bearer token expired")
+    principal, exp = _verify(secret, token)
+    if len(_VERIFIED) >= _VERIFIED_MAX:
+        _VERIFIED.clear()
+    _VERIFIED[(secret, token)] = (principal, exp)
+    return principal
+
+
+def _verify(secret: str, token: str) -> tuple[Principal, float]:
     try:
         claims = jwt.decode(token, secret, algorithms=[ALGORITHM], issuer=ISSUER, options={"require": ["exp", "sub"]})
     except jwt.ExpiredSignatureError:
         raise Unauthenticated("bearer token expired") from None
     except jwt.InvalidTokenError as e:
         raise Unauthenticated(f"invalid bearer token ({type(e).__name__})") from None
-    return Principal(subject=str(claims["sub"]), scopes=frozenset(str(claims.get("scope", "")).split()))
+    return (Principal(subject=str(claims["sub"]), scopes=frozenset(str(claims.get("scope", "")).split())),
+            float(claims["exp"]))
 
 
 def principal_from_metadata(secret: str, metadata) -> Principal:

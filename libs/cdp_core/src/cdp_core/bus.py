@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import nats
 from nats.js import api
-from nats.js.errors import BadRequestError
+from nats.js.errors import BadRequestError, NotFoundError
 
 from . import envelope as envelope_mod
 from .logs import get_logger
@@ -23,7 +23,7 @@ from .telemetry import inject_headers
 
 log = get_logger(__name__)
 
-DUPLICATE_WINDOW_S = 2 * 60 * 60  # Nats-Msg-Id de-duplication window
+DUPLICATE_WINDOW_S = 2 * 60 * 60  # Nats-Msg-Id de-duplication window (default; CDP_DUPLICATE_WINDOW_S)
 MAX_PAYLOAD = 1024 * 1024  # bytes; NATS server default max_payload
 PUBLISH_ACK_TIMEOUT_S = 15.0
 _HEADER_OVERHEAD = len(b"NATS/1.0\r\n\r\n")
@@ -70,16 +70,30 @@ class Bus:
         if not self.nc.is_closed:
             await self.nc.drain()
 
-    async def ensure_stream(self, service: str, *, max_age_s: float = 0, replicas: int = 1) -> api.StreamInfo:
-        """Declare CDP_<SERVICE>; re-declaring with the same config is a no-op."""
+    async def ensure_stream(self, service: str, *, max_age_s: float = 0, replicas: int = 1,
+                            duplicate_window_s: float | None = DUPLICATE_WINDOW_S) -> api.StreamInfo:
+        """Declare CDP_<SERVICE>; re-declaring with the same config is a no-op.
+
+        `duplicate_window_s` is the Nats-Msg-Id de-duplication window. None keeps the window
+        of an existing stream (the default for a new one): a service declaring a stream it
+        only consumes must not change the window its producer chose.
+        """
+        name = stream_name(service)
+        if duplicate_window_s is None:
+            try:
+                duplicate_window_s = (await self.js.stream_info(name)).config.duplicate_window or DUPLICATE_WINDOW_S
+            except NotFoundError:
+                duplicate_window_s = DUPLICATE_WINDOW_S
+        if duplicate_window_s <= 0:
+            raise ValueError("duplicate_window_s must be positive")
         cfg = api.StreamConfig(
-            name=stream_name(service),
+            name=name,
             subjects=stream_subjects(service),
             storage=api.StorageType.FILE,
             retention=api.RetentionPolicy.LIMITS,
             max_age=max_age_s,
             # the server refuses a duplicate window longer than max_age
-            duplicate_window=min(DUPLICATE_WINDOW_S, max_age_s) if max_age_s else DUPLICATE_WINDOW_S,
+            duplicate_window=min(duplicate_window_s, max_age_s) if max_age_s else duplicate_window_s,
             num_replicas=replicas,
             allow_direct=True,
         )

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -43,6 +43,7 @@ from .outbox import OutboxWriter
 from .telemetry import extract_context, tracer
 
 log = get_logger(__name__)
+MAX_SPAN_LINKS = 128  # a batch span links to the traces of its first messages
 
 
 class Retry(Exception):
@@ -76,14 +77,18 @@ class Delivery:
         return envelope_mod.unpack(self.envelope, cls)
 
 
-Handler = Callable[[asyncpg.Connection, Delivery, OutboxWriter], Awaitable[None]]
 
 
-def handles(*event_types: str):
-    """Marks a Projection method as the handler of these event types (subjects)."""
+def handles(*event_types: str, batch: bool = False):
+    """Marks a Projection method as the handler of these event types (subjects).
+
+    A batch handler gets a list of consecutive deliveries of its types, in log order,
+    and can apply them with set-based SQL; a plain one gets one delivery at a time.
+    """
 
     def mark(fn):
         fn._cdp_handles = event_types
+        fn._cdp_batch = batch
         return fn
 
     return mark
@@ -98,23 +103,39 @@ class Projection:
     subjects: list[str] = []
 
     def __init__(self) -> None:
-        self._handlers: dict[str, Handler] = {}
+        self._handlers: dict[str, tuple[Callable, bool]] = {}
         for attr in dir(type(self)):
             fn = getattr(type(self), attr)
             for t in getattr(fn, "_cdp_handles", ()):
-                self._handlers[t] = getattr(self, attr)
+                self._handlers[t] = (getattr(self, attr), fn._cdp_batch)
 
     @property
     def event_types(self) -> list[str]:
         return sorted(self._handlers)
 
+    async def handle_batch(self, conn: asyncpg.Connection, ds: list[Delivery], outbox: OutboxWriter) -> int:
+        """Applies the deliveries in order; returns how many had a handler (the others are
+        tracked and skipped). Consecutive deliveries for one batch handler go to it together."""
+        handled = i = 0
+        while i < len(ds):
+            h, is_batch = self._handlers.get(ds[i].envelope.type, (None, False))
+            if h is None:
+                i += 1
+                continue
+            if not is_batch:
+                await h(conn, ds[i], outbox)
+                handled, i = handled + 1, i + 1
+                continue
+            j = i + 1
+            while j < len(ds) and self._handlers.get(ds[j].envelope.type, (None, False))[0] == h:
+                j += 1
+            await h(conn, ds[i:j], outbox)
+            handled, i = handled + j - i, j
+        return handled
+
     async def handle(self, conn: asyncpg.Connection, d: Delivery, outbox: OutboxWriter) -> bool:
-        """Applies the message; False when no handler takes its type (tracked, skipped)."""
-        h = self._handlers.get(d.envelope.type)
-        if h is None:
-            return False
-        await h(conn, d, outbox)
-        return True
+        """Applies one message; False when no handler takes its type (tracked, skipped)."""
+        return await self.handle_batch(conn, [d], outbox) == 1
 
 
 @dataclass
@@ -220,6 +241,7 @@ class ConsumerRunner:
                     [m.metadata.sequence.stream for m in msgs],
                 )
             }
+            todo: list[tuple[Msg, Delivery]] = []
             for m in msgs:
                 if m.metadata.sequence.stream not in new:
                     result.duplicates += 1
@@ -229,16 +251,23 @@ class ConsumerRunner:
                 except PoisonMessage as e:
                     failures.append((m, str(e), None))
                     continue
-                with tracer().start_as_current_span(
-                    f"handle {d.envelope.type}",
-                    context=extract_context(d.headers),
-                    kind=trace.SpanKind.CONSUMER,
-                    attributes={"cdp.event_id": d.envelope.event_id, "cdp.stream_seq": d.stream_seq},
-                ):
-                    if not isolate:
-                        handled = await self.p.handle(conn, d, outbox)
-                    else:
-                        mark = outbox.mark()
+                todo.append((m, d))
+            if not isolate:
+                links = [trace.Link(trace.get_current_span(extract_context(d.headers)).get_span_context())
+                         for _, d in todo[:MAX_SPAN_LINKS]]
+                with tracer().start_as_current_span(f"apply {self.p.name}", links=links,
+                                                    attributes={"cdp.messages": len(todo)}):
+                    result.applied = await self.p.handle_batch(conn, [d for _, d in todo], outbox)
+                result.ignored = len(todo) - result.applied
+            else:
+                for m, d in todo:
+                    mark = outbox.mark()
+                    with tracer().start_as_current_span(
+                        f"handle {d.envelope.type}",
+                        context=extract_context(d.headers),
+                        kind=trace.SpanKind.CONSUMER,
+                        attributes={"cdp.event_id": d.envelope.event_id, "cdp.stream_seq": d.stream_seq},
+                    ):
                         try:
                             async with conn.transaction():
                                 handled = await self.p.handle(conn, d, outbox)
@@ -250,10 +279,10 @@ class ConsumerRunner:
                             log.error("message failed", consumer=self.p.name, stream_seq=d.stream_seq,
                                       event_type=d.envelope.type, error=type(e).__name__)
                             continue
-                if handled:
-                    result.applied += 1
-                else:
-                    result.ignored += 1
+                    if handled:
+                        result.applied += 1
+                    else:
+                        result.ignored += 1
             if failures:
                 await conn.executemany(
                     "INSERT INTO cdp_failed_events (consumer, stream, stream_seq, subject, event_id, reason, data, headers)"

@@ -77,7 +77,7 @@ class Service:
         pool = await open_store(s.database_url, self.spec.name, self.spec.migrations)
         bus = await Bus.connect(s.nats_url, name=f"cdp-{self.spec.name}")
         for producer in ([self.spec.name] if self.spec.produces else []) + self.spec.consumes:
-            await bus.ensure_stream(producer)
+            await bus.ensure_stream(producer, duplicate_window_s=s.duplicate_window_s if producer == self.spec.name else None)
         rt = self.runtime = Runtime(s, pool, bus)
         self.grpc = GrpcServer(secret=s.auth_secret, scopes=self.spec.scopes, service_names=[*self.spec.grpc_services, "cdp.common.v1.FailedEventService"])
         self.spec.add_servicers(rt, self.grpc.server)

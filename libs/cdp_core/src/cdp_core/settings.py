@@ -19,6 +19,7 @@ SERVICES: dict[str, int] = {
 DEFAULT_HTTP_PORT = 8088
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+DEFAULT_DUPLICATE_WINDOW_S = 7200.0  # JetStream's Nats-Msg-Id window on the service's own stream
 
 
 def env_key(service: str) -> str:
@@ -48,6 +49,7 @@ class Settings:
     log_level: str
     grpc_host: str = "0.0.0.0"
     shutdown_grace_s: float = 10.0
+    duplicate_window_s: float = DEFAULT_DUPLICATE_WINDOW_S  # CDP_DUPLICATE_WINDOW_S
     # every CDP_* variable, for service-specific options (see `option`)
     environ: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -65,6 +67,9 @@ class Settings:
         secret = env.get("CDP_AUTH_SECRET", "")
         if not secret:
             raise ValueError("CDP_AUTH_SECRET is required (the HMAC secret that signs bearer tokens)")
+        window = float(env.get("CDP_DUPLICATE_WINDOW_S", DEFAULT_DUPLICATE_WINDOW_S))
+        if not window > 0:
+            raise ValueError("CDP_DUPLICATE_WINDOW_S must be a positive number of seconds")
         return cls(
             service=service,
             nats_url=env.get("CDP_NATS_URL", DEFAULT_NATS_URL),
@@ -76,5 +81,6 @@ class Settings:
             log_level=env.get("CDP_LOG_LEVEL", "info"),
             grpc_host=env.get("CDP_GRPC_HOST", "0.0.0.0"),
             shutdown_grace_s=float(env.get("CDP_SHUTDOWN_GRACE_S", "10")),
+            duplicate_window_s=window,
             environ={k: v for k, v in env.items() if k.startswith("CDP_")},
         )

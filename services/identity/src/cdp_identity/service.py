@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from cdp.identity.v1 import identity_pb2_grpc
@@ -10,10 +11,24 @@ from cdp_core.service import Runtime, ServiceSpec
 
 from .grpc_api import SCOPES, SERVICE, IdentityServicer
 from .projection import IdentityProjection
+from .retention import DEFAULT_RETENTION_DAYS, RETENTION_OPTION, retention_days, run_pruning
 
 
 def add_servicers(rt: Runtime, server) -> None:
     identity_pb2_grpc.add_IdentityServiceServicer_to_server(IdentityServicer(rt.pool), server)
+
+
+async def on_start(rt: Runtime) -> None:
+    """Starts pruning seen event ids older than CDP_IDENTITY_DEDUP_RETENTION_DAYS (now, then hourly)."""
+    days = retention_days(rt.settings.option(RETENTION_OPTION, DEFAULT_RETENTION_DAYS))
+    stop = rt.extras["retention_stop"] = asyncio.Event()
+    rt.extras["retention_task"] = asyncio.create_task(run_pruning(rt.pool, days, stop), name="identity-retention")
+
+
+async def on_stop(rt: Runtime) -> None:
+    if "retention_task" in rt.extras:
+        rt.extras["retention_stop"].set()
+        await rt.extras["retention_task"]
 
 
 SPEC = ServiceSpec(
@@ -24,4 +39,6 @@ SPEC = ServiceSpec(
     migrations=Path(__file__).parent / "migrations",
     consumes=["ingest"],
     projections=lambda rt: [IdentityProjection()],
+    on_start=on_start,
+    on_stop=on_stop,
 )

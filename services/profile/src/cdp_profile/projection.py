@@ -9,7 +9,6 @@ resolved to a profile already merged are redirected to its survivor.
 from __future__ import annotations
 
 import json
-from datetime import datetime
 
 import asyncpg
 from cdp.identity.v1 import events_pb2 as identity_events
@@ -19,19 +18,39 @@ from cdp_core import envelope
 from cdp_core.consumer import Delivery, Projection, handles
 from cdp_core.outbox import OutboxWriter
 
-UPSERT_TRAIT = """
-INSERT INTO profile_traits (profile_id, name, value, updated_at, event_id)
-VALUES ($1, $2, $3::jsonb, $4, $5)
+UPSERT_TRAITS = """
+INSERT INTO profile_traits AS t (profile_id, name, value, updated_at, event_id)
+SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::timestamptz[], $5::text[])
 ON CONFLICT (profile_id, name) DO UPDATE
    SET value = excluded.value, updated_at = excluded.updated_at, event_id = excluded.event_id
- WHERE (excluded.updated_at, excluded.event_id) > (profile_traits.updated_at, profile_traits.event_id)
-RETURNING name
+ WHERE (excluded.updated_at, excluded.event_id) > (t.updated_at, t.event_id)
+RETURNING profile_id, name
 """
 
 
 async def canonical(conn: asyncpg.Connection, profile_id: str) -> str:
     survivor = await conn.fetchval("SELECT merged_into FROM profiles WHERE profile_id = $1", profile_id)
     return survivor or profile_id
+
+
+async def lock_profiles(conn: asyncpg.Connection, profile_ids: set[str]) -> dict[str, str]:
+    """Locks the profiles and the survivors they were merged into (advisory locks, sorted,
+    so merges and resolutions on other replicas serialize with us); returns id -> survivor
+    for the merged ones. Repeats while a survivor changes under us."""
+    locked: set[str] = set()
+    while True:
+        todo = sorted(profile_ids - locked)
+        if todo:
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(p, 0)) "
+                               "FROM unnest($1::text[]) WITH ORDINALITY AS x(p, n) ORDER BY n", todo)
+            locked |= set(todo)
+        canon = dict(await conn.fetch(
+            "SELECT profile_id, merged_into FROM profiles WHERE profile_id = ANY($1::text[]) AND merged_into IS NOT NULL",
+            sorted(locked)))
+        survivors = set(canon.values())
+        if survivors <= locked:
+            return canon
+        profile_ids = profile_ids | survivors
 
 
 def traits_of(traits_json: str) -> dict:
@@ -46,52 +65,72 @@ class ProfileProjection(Projection):
     source = "identity"
     subjects = ["cdp.identity.resolved", "cdp.identity.merged"]
 
-    @handles("cdp.identity.resolved")
-    async def on_resolved(self, conn: asyncpg.Connection, d: Delivery, outbox: OutboxWriter) -> None:
-        r = d.payload(identity_events.IdentityResolved)
-        ev = r.event
-        occurred: datetime = envelope.from_ts(ev.timestamp)
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", r.profile_id)
-        pid = await canonical(conn, r.profile_id)
-        await conn.execute(
-            "INSERT INTO profiles (profile_id, first_seen, last_seen) VALUES ($1, $2, $2) ON CONFLICT (profile_id) DO "
-            "UPDATE SET first_seen = LEAST(profiles.first_seen, $2), last_seen = GREATEST(profiles.last_seen, $2)",
-            pid, occurred,
-        )
-        await conn.executemany(
-            "INSERT INTO profile_identifiers (type, value, profile_id) VALUES ($1, $2, $3) "
-            "ON CONFLICT (type, value) DO UPDATE SET profile_id = excluded.profile_id",
-            [(i.type, i.value, pid) for i in r.identifiers],
-        )
-        new_event = await conn.fetchval(
-            "INSERT INTO profile_events (event_id, profile_id, occurred_at) VALUES ($1, $2, $3) "
-            "ON CONFLICT DO NOTHING RETURNING 1",
-            r.event_id, pid, occurred,
-        )
-        count = await conn.fetchval(
-            "UPDATE profiles SET event_count = event_count + $2 WHERE profile_id = $1 RETURNING event_count",
-            pid, 1 if new_event else 0,
-        )
-        changed = []
-        for name, value in traits_of(ev.traits_json).items():
-            if await conn.fetchval(UPSERT_TRAIT, pid, name, json.dumps(value), occurred, r.event_id):
-                changed.append(name)
-        if new_event or changed:
-            outbox.add(envelope.make(
-                "cdp.profile.changed",
-                profile_events.ProfileChanged(profile_id=pid, changed_traits=changed, event_count=count,
-                                              event_id=r.event_id),
-                producer="profile",
-                event_id=envelope.derived_id("profile.changed", d.envelope.event_id),
-                cause=d.envelope,
-            ))
+    @handles("cdp.identity.resolved", batch=True)
+    async def on_resolved(self, conn: asyncpg.Connection, ds: list[Delivery], outbox: OutboxWriter) -> None:
+        rs = [(d, d.payload(identity_events.IdentityResolved)) for d in ds]
+        canon = await lock_profiles(conn, {r.profile_id for _, r in rs})
+        events = [(r.event_id, canon.get(r.profile_id, r.profile_id), envelope.from_ts(r.event.timestamp))
+                  for _, r in rs]
+        new = {row[0] for row in await conn.fetch(
+            "INSERT INTO profile_events (event_id, profile_id, occurred_at) "
+            "SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[]) ON CONFLICT DO NOTHING RETURNING event_id",
+            [e[0] for e in events], [e[1] for e in events], [e[2] for e in events])}
+        figures: dict[str, list] = {}  # pid -> [new events, first seen, last seen]
+        for event_id, pid, occurred in events:
+            f = figures.setdefault(pid, [0, occurred, occurred])
+            f[0] += event_id in new
+            f[1], f[2] = min(f[1], occurred), max(f[2], occurred)
+            new.discard(event_id)  # an event twice in one batch counts once
+        counts = dict(await conn.fetch(
+            "INSERT INTO profiles AS p (profile_id, event_count, first_seen, last_seen) "
+            "SELECT * FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::timestamptz[]) "
+            "ON CONFLICT (profile_id) DO UPDATE SET event_count = p.event_count + excluded.event_count, "
+            "first_seen = LEAST(p.first_seen, excluded.first_seen), last_seen = GREATEST(p.last_seen, excluded.last_seen) "
+            "RETURNING profile_id, event_count",
+            list(figures), [f[0] for f in figures.values()], [f[1] for f in figures.values()],
+            [f[2] for f in figures.values()]))
+        identifiers: dict[tuple[str, str], str] = {}
+        winners: dict[tuple[str, str], tuple] = {}  # (pid, trait) -> (time, event id, json value)
+        for (event_id, pid, occurred), (_, r) in zip(events, rs, strict=True):
+            for i in r.identifiers:
+                identifiers[(i.type, i.value)] = pid
+            for name, value in traits_of(r.event.traits_json).items():
+                candidate = (occurred, event_id, json.dumps(value))
+                if (pid, name) not in winners or candidate[:2] > winners[(pid, name)][:2]:
+                    winners[(pid, name)] = candidate
+        if identifiers:
+            keys = sorted(identifiers)
+            await conn.execute(
+                "INSERT INTO profile_identifiers (type, value, profile_id) "
+                "SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ON CONFLICT (type, value) DO UPDATE "
+                "SET profile_id = excluded.profile_id WHERE profile_identifiers.profile_id <> excluded.profile_id",
+                [k[0] for k in keys], [k[1] for k in keys], [identifiers[k] for k in keys])
+        changed: set[tuple[str, str]] = set()
+        if winners:
+            keys = list(winners)
+            changed = {(row[0], row[1]) for row in await conn.fetch(
+                UPSERT_TRAITS, [k[0] for k in keys], [k[1] for k in keys], [winners[k][2] for k in keys],
+                [winners[k][0] for k in keys], [winners[k][1] for k in keys])}
+        seen: set[str] = set()
+        for (event_id, pid, _), (d, r) in zip(events, rs, strict=True):
+            mine = sorted(n for (p, n) in changed if p == pid and winners[(p, n)][1] == event_id)
+            first = event_id not in seen
+            seen.add(event_id)
+            if first or mine:
+                outbox.add(envelope.make(
+                    "cdp.profile.changed",
+                    profile_events.ProfileChanged(profile_id=pid, changed_traits=mine, event_count=counts[pid],
+                                                  event_id=event_id),
+                    producer="profile",
+                    event_id=envelope.derived_id("profile.changed", d.envelope.event_id),
+                    cause=d.envelope,
+                ))
 
     @handles("cdp.identity.merged")
     async def on_merged(self, conn: asyncpg.Connection, d: Delivery, outbox: OutboxWriter) -> None:
         m = d.payload(identity_events.ProfilesMerged)
-        for p in sorted([m.survivor_profile_id, m.merged_profile_id]):  # fixed lock order
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", p)
-        survivor = await canonical(conn, m.survivor_profile_id)
+        canon = await lock_profiles(conn, {m.survivor_profile_id, m.merged_profile_id})
+        survivor = canon.get(m.survivor_profile_id, m.survivor_profile_id)
         merged = m.merged_profile_id
         if survivor == merged:
             return
@@ -102,9 +141,12 @@ class ProfileProjection(Projection):
         await conn.execute("UPDATE profiles SET merged_into = $1 WHERE merged_into = $2", survivor, merged)
         await conn.execute("UPDATE profile_identifiers SET profile_id = $1 WHERE profile_id = $2", survivor, merged)
         await conn.execute("UPDATE profile_events SET profile_id = $1 WHERE profile_id = $2", survivor, merged)
-        for t in await conn.fetch("SELECT name, value, updated_at, event_id FROM profile_traits WHERE profile_id = $1",
-                                  merged):
-            await conn.execute(UPSERT_TRAIT, survivor, t["name"], t["value"], t["updated_at"], t["event_id"])
+        await conn.execute(
+            "INSERT INTO profile_traits AS t (profile_id, name, value, updated_at, event_id) "
+            "SELECT $1, name, value, updated_at, event_id FROM profile_traits WHERE profile_id = $2 "
+            "ON CONFLICT (profile_id, name) DO UPDATE "
+            "SET value = excluded.value, updated_at = excluded.updated_at, event_id = excluded.event_id "
+            "WHERE (excluded.updated_at, excluded.event_id) > (t.updated_at, t.event_id)", survivor, merged)
         await conn.execute("DELETE FROM profile_traits WHERE profile_id = $1", merged)
         # Figures are recomputed from the moved rows, not added up.
         count = await conn.fetchval(
