@@ -168,6 +168,7 @@ async def bench_stack(services: Sequence[str], *, keep_logs: bool = False) -> As
                 f"CDP_{key}_DATABASE_URL": db,
                 f"CDP_{key}_GRPC_PORT": str(port),
                 "CDP_GRPC_HOST": "127.0.0.1",
+                "CDP_HTTP_PORT": str(embedded.free_port()),
                 "CDP_AUTH_SECRET": secret,
                 "CDP_LOG_LEVEL": "warning",
                 "CDP_SHUTDOWN_GRACE_S": "2",

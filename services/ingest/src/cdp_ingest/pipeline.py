@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -155,7 +154,7 @@ class Pipeline:
         rejected: list[tuple[Outcome, Rejection]] = []
         for i, call in enumerate(calls):
             try:
-                a = accept(call, source, received_at, new_id=str(uuid.uuid4()))
+                a = accept(call, source, received_at)
                 if plan is not None:
                     violations, action = plan.check(a.event.kind, a.event.event, a.properties, a.traits)
                     if violations:

@@ -24,6 +24,7 @@ class Stack:
             f"CDP_{key}_GRPC_PORT": str(embedded.free_port()),
             "CDP_AUTH_SECRET": self.secret,
             "CDP_GRPC_HOST": "127.0.0.1",
+            "CDP_HTTP_PORT": str(embedded.free_port()),
             "CDP_SHUTDOWN_GRACE_S": "1",
         }
         return Settings.from_env(name, env)

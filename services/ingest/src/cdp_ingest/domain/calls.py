@@ -8,6 +8,7 @@ Limits (a violation raises InvalidArgument naming the field and the limit):
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -175,11 +176,11 @@ def corrected_timestamp(received_at: datetime, timestamp: datetime | None, sent_
     return t
 
 
-def accept(call: Call, source: Source, received_at: datetime, *, new_id: str) -> Accepted:
+def accept(call: Call, source: Source, received_at: datetime, *, new_id: str | None = None) -> Accepted:
     """Validates one call and returns the EventCollected to append to the log.
 
     The event id derives from (source, messageId), so a client retry is the same event;
-    without a messageId, `new_id` is used.
+    without a messageId, `new_id` (default: a random uuid) is used.
     """
     kind = call.kind
     if kind not in KINDS:
@@ -212,7 +213,7 @@ def accept(call: Call, source: Source, received_at: datetime, *, new_id: str) ->
     original = parse_time(call, "timestamp", call.timestamp)
     sent_at = parse_time(call, "sentAt", call.sent_at)
     occurred_at = corrected_timestamp(received_at, original, sent_at)
-    event_id = derived_id("ingest", source.source_id, message_id) if message_id else new_id
+    event_id = derived_id("ingest", source.source_id, message_id) if message_id else (new_id or str(uuid.uuid4()))
     ev = events_pb2.EventCollected(
         kind=kind,
         message_id=message_id or event_id,
