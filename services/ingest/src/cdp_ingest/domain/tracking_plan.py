@@ -70,6 +70,13 @@ class TrackingPlan:
         return (v, self.mode) if v else ([], "")
 
 
+def _json(where: str, text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InvalidArgument(f"is not valid JSON ({e.msg})", field=where) from None
+
+
 def compile_plan(source_id: str, mode: str, unplanned_events: str, events_json: str,
                  identify_traits_schema_json: str) -> TrackingPlan:
     """Validates and compiles a plan; InvalidArgument names what is wrong."""
@@ -78,11 +85,9 @@ def compile_plan(source_id: str, mode: str, unplanned_events: str, events_json: 
     unplanned_events = unplanned_events or "allow"
     if unplanned_events not in MODES:
         raise InvalidArgument(f"must be one of {', '.join(MODES)}", field="plan.unplanned_events")
-    try:
-        events = json.loads(events_json or "{}")
-        identify = json.loads(identify_traits_schema_json) if identify_traits_schema_json else None
-    except json.JSONDecodeError as e:
-        raise InvalidArgument(f"is not valid JSON ({e.msg})", field="plan.events_json") from None
+    events = _json("plan.events_json", events_json or "{}")
+    identify = _json("plan.identify_traits_schema_json", identify_traits_schema_json) \
+        if identify_traits_schema_json else None
     if not isinstance(events, dict):
         raise InvalidArgument("must be a JSON object: event name -> JSON Schema", field="plan.events_json")
     if len(events) > MAX_PLAN_EVENTS:
