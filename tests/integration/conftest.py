@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 
 import pytest
+
+from cdp_core.testing.stack import Stack
 from cdp_identity.service import SPEC as IDENTITY
 from cdp_ingest.service import SPEC as INGEST
 from cdp_profile.service import SPEC as PROFILE
-
-from cdp_core.testing.stack import Stack
 
 
 @pytest.fixture

@@ -10,15 +10,15 @@ import uuid
 
 import asyncpg
 import pytest
-from cdp.ingest.v1 import ingest_pb2, ingest_pb2_grpc
-from cdp_identity.service import SPEC as IDENTITY
-from cdp_ingest.service import SPEC as INGEST
 
+from cdp.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from cdp_core import embedded
 from cdp_core.processes import spawn_service, wait_serving
 from cdp_core.settings import with_database
 from cdp_core.testing import eventually
 from cdp_core.testing.stack import Stack
+from cdp_identity.service import SPEC as IDENTITY
+from cdp_ingest.service import SPEC as INGEST
 
 pytestmark = pytest.mark.integration
 

@@ -7,10 +7,10 @@ import uuid
 
 import grpc
 import pytest
+
 from cdp.common.v1 import identifier_pb2
 from cdp.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from cdp.profile.v1 import profile_pb2, profile_pb2_grpc
-
 from cdp_core.testing import eventually
 
 pytestmark = pytest.mark.integration

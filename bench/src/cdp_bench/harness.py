@@ -20,7 +20,7 @@ import statistics
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 Value = float | Mapping[str, float]
 Workload = Callable[[], Value | Awaitable[Value]]
@@ -198,7 +198,7 @@ def _memory_gb() -> float | None:
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def percentile(values: list[float], p: float) -> float:

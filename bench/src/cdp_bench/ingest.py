@@ -23,9 +23,9 @@ import uuid
 
 import grpc
 import nats
-from cdp.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from nats.js import api
 
+from cdp.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from cdp_core.bus import DUPLICATE_WINDOW_S, stream_name
 
 from .harness import compare, machine_info, now_iso, render_comparison

@@ -29,12 +29,12 @@ import uuid
 
 import grpc
 import nats
+from nats.js import api
+
 from cdp.common.v1 import identifier_pb2
 from cdp.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from cdp.profile.v1 import events_pb2 as profile_events
 from cdp.profile.v1 import profile_pb2, profile_pb2_grpc
-from nats.js import api
-
 from cdp_core import envelope
 from cdp_core.bus import DUPLICATE_WINDOW_S, stream_name
 
@@ -107,7 +107,7 @@ class _Matcher:
         self._check()
         try:
             await asyncio.wait_for(self.done.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
 
@@ -171,7 +171,7 @@ async def run_latency_bench(rate: float = 200, seconds: float = 10, *, repetitio
                 while not stop_consumer.is_set():
                     try:
                         msgs = await psub.fetch(256, timeout=1.0)
-                    except (nats.errors.TimeoutError, asyncio.TimeoutError):  # idle
+                    except (TimeoutError, nats.errors.TimeoutError):  # idle
                         continue
                     except Exception as e:  # noqa: BLE001 - keep consuming; reported in the result
                         consumer_errors.append(repr(e)[:200])

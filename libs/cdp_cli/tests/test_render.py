@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from rich.console import Console
@@ -15,7 +15,7 @@ from cdp_cli.render import profile_json, profile_to_dict, profile_view
 
 def ts(*args) -> Timestamp:
     t = Timestamp()
-    t.FromDatetime(datetime(*args, tzinfo=timezone.utc))
+    t.FromDatetime(datetime(*args, tzinfo=UTC))
     return t
 
 
@@ -81,7 +81,7 @@ def test_empty_profile_has_null_times_and_empty_collections():
 def test_timestamps_parse_as_iso():
     d = profile_to_dict(sample_profile())
     first = datetime.fromisoformat(d["computed"]["first_seen"])
-    assert first == datetime(2025, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    assert first == datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
 def test_rich_view_shows_everything():

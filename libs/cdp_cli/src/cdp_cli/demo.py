@@ -12,7 +12,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -47,7 +47,7 @@ def sample_journey(now: datetime | None = None) -> SampleJourney:
     """The requests of one sample journey, timed over the last few minutes."""
     run = uuid.uuid4().hex[:10]
     j = SampleJourney(user_id=f"demo-user-{run}", anonymous_id=f"demo-anon-{run}", email=f"ada.{run}@example.com")
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     start = now - timedelta(minutes=5)
 
     def common(step: int, *, user: bool, anon: bool, page: str) -> ingest_pb2.EventCommon:

@@ -11,7 +11,8 @@ from rich.console import Console
 
 from cdp_core.auth import KNOWN_SCOPES, issue_token
 
-from . import client, demo as demo_mod, profiles, render, stack
+from . import client, failed, importer, profiles, render, sources, stack
+from . import demo as demo_mod
 
 TOKEN_HELP = "Bearer token (default: env CDP_TOKEN, else .cdp/token)."
 
@@ -135,5 +136,32 @@ def demo(sample: bool, as_json: bool, token_: str | None) -> None:
     render.print_profile(p, as_json=as_json, console=_out())
 
 
+# --- cdp source, tracking-plan, import, failed (each in its own module) ----------------
+
+cli.add_command(sources.source_group)
+cli.add_command(sources.plan_group)
+cli.add_command(importer.import_group)
+cli.add_command(failed.failed_group)
+
+
 if __name__ == "__main__":  # pragma: no cover
     cli()
+
+
+@cli.command("bench", context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
+                                         "help_option_names": []})
+@click.pass_context
+def bench(ctx: click.Context) -> None:
+    """Benchmarks beside raw baselines: cdp bench ingest|latency|simulate [--json] (see --help)."""
+    from cdp_bench.cli import main as bench_main
+
+    sys.exit(bench_main(ctx.args, prog="cdp bench"))
+
+
+def _add_simulate() -> None:
+    from cdp_sim.cli import simulate
+
+    cli.add_command(simulate)
+
+
+_add_simulate()

@@ -15,7 +15,7 @@ import socket
 import subprocess
 import time
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -100,7 +100,7 @@ class Stack:
         }
 
     @classmethod
-    def from_json(cls, d: dict) -> "Stack":
+    def from_json(cls, d: dict) -> Stack:
         if d.get("version") != STACK_VERSION:
             raise CliError(f"{stack_path()} has an unknown version {d.get('version')!r}")
         return cls(
@@ -194,7 +194,7 @@ def _start_service(name: str, port: int, stack: Stack, secret: str, logs_dir: Pa
     )
     log = logs_dir / f"{name}.log"
     with open(log, "ab") as out:
-        out.write(f"\n=== cdp dev up {datetime.now(timezone.utc).isoformat()} ===\n".encode())
+        out.write(f"\n=== cdp dev up {datetime.now(UTC).isoformat()} ===\n".encode())
     proc = processes.spawn_service(name, env, log)
     try:
         created = psutil.Process(proc.pid).create_time()
@@ -279,7 +279,7 @@ def up(console: Console, *, foreground: bool) -> int:
         services=[],
         http_port=http_port() if "ingest" in services else None,
         secret_source=secret_source,
-        started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        started_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     previous = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:

@@ -45,7 +45,7 @@ class Outgoing:
     headers: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_envelope(cls, env: envelope_mod.Envelope, headers: dict[str, str] | None = None) -> "Outgoing":
+    def from_envelope(cls, env: envelope_mod.Envelope, headers: dict[str, str] | None = None) -> Outgoing:
         return cls(env.type, env.SerializeToString(), env.event_id, dict(headers or {}))
 
 
@@ -55,7 +55,7 @@ class Bus:
         self.js = nc.jetstream(timeout=10)
 
     @classmethod
-    async def connect(cls, url: str, name: str = "cdp") -> "Bus":
+    async def connect(cls, url: str, name: str = "cdp") -> Bus:
         nc = await nats.connect(
             url,
             name=name,

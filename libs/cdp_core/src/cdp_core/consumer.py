@@ -173,7 +173,7 @@ class ConsumerRunner:
             while not self._stopping.is_set():
                 try:
                     msgs = await sub.fetch(self.batch_size, timeout=self.fetch_timeout_s)
-                except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                except (TimeoutError, nats.errors.TimeoutError):
                     continue
                 except nats.errors.ConnectionClosedError:
                     return
@@ -188,6 +188,17 @@ class ConsumerRunner:
                 await sub.unsubscribe()
             except Exception:  # connection already closing
                 pass
+
+    async def replay(self, conn: asyncpg.Connection, row: asyncpg.Record) -> None:
+        """Applies a failed message again, after a fix, in the caller's transaction (see
+        cdp_core.failed, which marks it replayed in the same transaction)."""
+        headers = row["headers"]
+        d = Delivery(envelope_mod.decode(bytes(row["data"])), row["subject"], row["stream_seq"],
+                     json.loads(headers) if isinstance(headers, str) else dict(headers or {}))
+        outbox = OutboxWriter()
+        if not await self.p.handle(conn, d, outbox):
+            raise ValueError(f"{self.p.name} has no handler for {d.envelope.type}")
+        await outbox.flush(conn)
 
     async def process(self, msgs: list[Msg]) -> BatchResult:
         started = time.perf_counter()

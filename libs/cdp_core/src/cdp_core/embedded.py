@@ -38,7 +38,7 @@ class Managed:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, d: dict) -> "Managed":
+    def from_json(cls, d: dict) -> Managed:
         return cls(**d)
 
     def running(self) -> bool:

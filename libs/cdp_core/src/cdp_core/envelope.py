@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from cdp.common.v1 import envelope_pb2
 from google.protobuf import any_pb2, timestamp_pb2
 from google.protobuf.message import DecodeError, Message
+
+from cdp.common.v1 import envelope_pb2
 
 from .errors import PoisonMessage
 
@@ -39,16 +40,16 @@ def ts(dt: datetime | None) -> timestamp_pb2.Timestamp | None:
     if dt is None:
         return None
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return timestamp_pb2.Timestamp(seconds=int(dt.timestamp() // 1), nanos=dt.microsecond * 1000)
 
 
 def from_ts(t: timestamp_pb2.Timestamp) -> datetime:
-    return t.ToDatetime(tzinfo=timezone.utc)
+    return t.ToDatetime(tzinfo=UTC)
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def make(

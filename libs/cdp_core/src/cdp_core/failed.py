@@ -13,8 +13,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import asyncpg
-from cdp.common.v1 import failed_pb2, failed_pb2_grpc
 from google.protobuf import json_format
+
+from cdp.common.v1 import failed_pb2, failed_pb2_grpc
 
 from . import envelope
 from .errors import InvalidArgument, NotFound

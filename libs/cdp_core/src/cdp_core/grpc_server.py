@@ -136,42 +136,54 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         return wrapper
 
 
-class ClientTraceInterceptor(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor):
-    """Carries the current trace context to the server in W3C metadata."""
+class _AddMetadata:
+    """Adds metadata (from `extra()`) to a call."""
 
-    async def _inject(self, continuation, details, request):
-        metadata = list(details.metadata or []) + list(inject_headers().items())
+    def __init__(self, extra: Callable[[], list[tuple[str, str]]]):
+        self.extra = extra
+
+    async def _add(self, continuation, details, request):
+        metadata = list(details.metadata or []) + self.extra()
         details = grpc.aio.ClientCallDetails(details.method, details.timeout, metadata, details.credentials,
                                              details.wait_for_ready)
         return await continuation(details, request)
 
-    async def intercept_unary_unary(self, continuation, details, request):
-        return await self._inject(continuation, details, request)
 
-    async def intercept_unary_stream(self, continuation, details, request):
-        return await self._inject(continuation, details, request)
+class _UnaryUnary(_AddMetadata, grpc.aio.UnaryUnaryClientInterceptor):
+    intercept_unary_unary = _AddMetadata._add
+
+
+class _UnaryStream(_AddMetadata, grpc.aio.UnaryStreamClientInterceptor):
+    intercept_unary_stream = _AddMetadata._add
+
+
+class _StreamUnary(_AddMetadata, grpc.aio.StreamUnaryClientInterceptor):
+    intercept_stream_unary = _AddMetadata._add
+
+
+class _StreamStream(_AddMetadata, grpc.aio.StreamStreamClientInterceptor):
+    intercept_stream_stream = _AddMetadata._add
+
+
+def metadata_interceptors(extra: Callable[[], list[tuple[str, str]]]) -> list:
+    """One interceptor per call shape: grpc.aio files each interceptor under the first
+    shape it implements only, so one object cannot serve them all."""
+    return [cls(extra) for cls in (_UnaryUnary, _UnaryStream, _StreamUnary, _StreamStream)]
+
+
+def trace_interceptors() -> list:
+    """Carry the current trace context to the server in W3C metadata."""
+    return metadata_interceptors(lambda: list(inject_headers().items()))
 
 
 def channel(target: str, token: str | None = None) -> grpc.aio.Channel:
-    """A client channel with trace propagation and, when given, a bearer token."""
-    interceptors = [ClientTraceInterceptor()]
+    """A client channel with trace propagation and, when given, a bearer token, on every
+    call shape (unary and streaming)."""
+    interceptors = trace_interceptors()
     if token:
-        interceptors.insert(0, _BearerInterceptor(token))
+        bearer = [("authorization", f"Bearer {token}")]
+        interceptors = metadata_interceptors(lambda: bearer) + interceptors
     return grpc.aio.insecure_channel(target, interceptors=interceptors)
-
-
-class _BearerInterceptor(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor):
-    def __init__(self, token: str):
-        self.pair = ("authorization", f"Bearer {token}")
-
-    async def _add(self, continuation, details, request):
-        metadata = list(details.metadata or []) + [self.pair]
-        details = grpc.aio.ClientCallDetails(details.method, details.timeout, metadata, details.credentials,
-                                             details.wait_for_ready)
-        return await continuation(details, request)
-
-    intercept_unary_unary = _add
-    intercept_unary_stream = _add
 
 
 class GrpcServer:

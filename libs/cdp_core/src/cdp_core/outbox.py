@@ -73,7 +73,7 @@ class OutboxRelay:
                 self._wake.clear()  # before reading: a NOTIFY during the read must wake the next wait
                 try:
                     n = await self.relay_once()
-                except (OSError, asyncpg.PostgresError, asyncio.TimeoutError, asyncpg.InterfaceError) as e:
+                except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
                     log.warning("outbox relay retrying", error=type(e).__name__, detail=str(e)[:200])
                     await asyncio.sleep(self.poll_interval_s)
                     continue
@@ -83,7 +83,7 @@ class OutboxRelay:
                     return  # drained
                 try:
                     await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
         finally:
             await listener.remove_listener(NOTIFY_CHANNEL, wake)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+
 from cdp.common.v1 import failed_pb2_grpc
 
 from . import logs, telemetry
@@ -56,6 +57,9 @@ class ServiceSpec:
     # replayed by their consumer runner.
     replay_rejected: Callable[[Runtime, Any, Any], Awaitable[None]] | None = None
     on_start: Callable[[Runtime], Awaitable[None]] | None = None
+    # Called as soon as health goes NOT_SERVING, beside the gRPC drain (e.g. an HTTP
+    # server stops accepting and finishes its requests).
+    on_drain: Callable[[Runtime], Awaitable[None]] | None = None
     on_stop: Callable[[Runtime], Awaitable[None]] | None = None
 
 
@@ -133,9 +137,11 @@ class Service:
         for r in self.runners:
             r.stop()
         consumers = [t for t in self._tasks if t.get_name().startswith("consumer-")]
+        drains = [self.grpc.stop(self.settings.shutdown_grace_s)] if self.grpc else []
+        if self.spec.on_drain and self.runtime:
+            drains.append(self.spec.on_drain(self.runtime))
         await asyncio.gather(*consumers, return_exceptions=True)  # in-flight batches finish
-        if self.grpc:
-            await self.grpc.stop(self.settings.shutdown_grace_s)
+        await asyncio.gather(*drains)  # in-flight calls finish within the grace period
         if self.relay:
             self.relay.stop()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -58,7 +58,7 @@ class Settings:
         return self.environ.get(name, default)
 
     @classmethod
-    def from_env(cls, service: str, environ: os._Environ | dict | None = None) -> "Settings":
+    def from_env(cls, service: str, environ: os._Environ | dict | None = None) -> Settings:
         env = os.environ if environ is None else environ
         if service not in SERVICES:
             raise ValueError(f"unknown service {service!r}; known: {', '.join(SERVICES)}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 from cdp.ingest.v1 import events_pb2
-
 from cdp_core.errors import PoisonMessage
 
 # Order matters: the first identifier present names a new profile (deterministic id).

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncpg
+
 from cdp.common.v1 import identifier_pb2
 from cdp.identity.v1 import identity_pb2, identity_pb2_grpc
-
 from cdp_core.errors import InvalidArgument, NotFound
 
 from .domain import PRIORITY, normalize

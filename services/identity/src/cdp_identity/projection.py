@@ -14,10 +14,10 @@ yields `cdp.identity.resolved`.
 from __future__ import annotations
 
 import asyncpg
+
 from cdp.common.v1 import identifier_pb2
 from cdp.identity.v1 import events_pb2 as identity_events
 from cdp.ingest.v1 import events_pb2 as ingest_events
-
 from cdp_core import envelope
 from cdp_core.consumer import Delivery, Projection, handles
 from cdp_core.outbox import OutboxWriter

@@ -67,5 +67,5 @@ async def run_pruning(pool: asyncpg.Pool, days: float, stop: asyncio.Event,
             log.warning("pruning seen event ids failed; retrying later", error=type(e).__name__, detail=str(e)[:200])
         try:
             await asyncio.wait_for(stop.wait(), interval_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass

@@ -6,7 +6,6 @@ import asyncio
 from pathlib import Path
 
 from cdp.identity.v1 import identity_pb2_grpc
-
 from cdp_core.service import Runtime, ServiceSpec
 
 from .grpc_api import SCOPES, SERVICE, IdentityServicer

@@ -1,11 +1,11 @@
 import json
 
 import pytest
+
 from cdp.common.v1 import identifier_pb2
 from cdp.ingest.v1 import events_pb2
-from cdp_identity.domain import identifiers_of, normalize
-
 from cdp_core.errors import PoisonMessage
+from cdp_identity.domain import identifiers_of, normalize
 
 
 def test_emails_are_trimmed_and_lower_cased():

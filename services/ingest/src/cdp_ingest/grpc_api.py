@@ -4,14 +4,14 @@ through the Pipeline."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from cdp.ingest.v1 import ingest_pb2, ingest_pb2_grpc
-
 from cdp_core import envelope
 from cdp_core.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from cdp_core.grpc_server import current_principal
 
-from .domain.calls import MAX_BATCH_BYTES, MAX_BATCH_CALLS, Call, Source
+from .domain.calls import MAX_BATCH_BYTES, MAX_BATCH_CALLS, Call, Source, call_to_json
 from .domain.tracking_plan import compile_plan
 from .pipeline import Outcome, Pipeline
 from .sources import SourceRecord, SourceRegistry
@@ -80,27 +80,44 @@ def result_of(o: Outcome) -> ingest_pb2.CallResult:
 class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     def __init__(self, pipeline: Pipeline, sources: SourceRegistry):
         self.pipeline, self.sources = pipeline, sources
+        self._rates: dict[str, float] = {}  # write-key source id -> its own rate (0: the default)
 
-    async def _source(self, context, write_key: str = "") -> tuple[Source, float]:
-        """The write key's source (from the request or x-cdp-write-key metadata), or the
-        caller's token subject as a `server` source."""
+    async def _source(self, context, write_key: str, kept: Callable[[], object]) -> Source:
+        """The write key's source (from the request or x-cdp-write-key metadata) — admitted
+        by its rate limit as each call is submitted — or, without a key, the caller's
+        token subject as a trusted `server` source (not rate-limited). An unknown key or a
+        disabled source refuses the request, which is kept in failed events as Segment
+        JSON (`kept()`), so it can be replayed once the source is fixed."""
         if not write_key:
             write_key = dict(context.invocation_metadata() or ()).get(WRITE_KEY_METADATA, "")
-        if write_key:
-            rec = await self.sources.by_write_key(write_key)
+        if not write_key:
+            p = current_principal.get()
+            subject = p.subject if p else "anonymous"
+            return Source(f"token:{subject}", subject, "server")
+        rec = await self.sources.by_write_key(write_key)
+        if rec is None or not rec.enabled:
+            error = Unauthenticated("unknown write key") if rec is None else \
+                PermissionDenied(f"source {rec.name!r} is disabled")
+            try:
+                data = kept()
+            except InvalidArgument:  # not even a call: keep what can be said of it
+                data = {"unparseable": True}
             if rec is None:
-                raise Unauthenticated("unknown write key")
-            if not rec.enabled:
-                raise PermissionDenied(f"source {rec.name!r} is disabled")
-            return rec.source, rec.rate_limit_per_s
-        p = current_principal.get()
-        subject = p.subject if p else "anonymous"
-        return Source(f"token:{subject}", subject, "server"), 0.0
+                data = {**data, "writeKey": write_key} if isinstance(data, dict) else data
+            fid = await self.pipeline.reject_request("ingest.grpc", str(error), json.dumps(data, default=str).encode(),
+                                                     source_id=rec.source_id if rec else None)
+            error.args = (f"{error} (kept as failed event {fid})",)
+            raise error
+        self._rates[rec.source_id] = rec.rate_limit_per_s
+        return rec.source
+
+    def _admit(self, source: Source, n: int) -> None:
+        if source.source_id in self._rates:
+            self.pipeline.admit(source.source_id, n, self._rates[source.source_id])
 
     async def _one(self, kind: str, request, context):
-        source, rate = await self._source(context)
-        if rate:
-            self.pipeline.admit(source.source_id, 1, rate)
+        source = await self._source(context, "", lambda: call_to_json(call_from_proto(kind, request)))
+        self._admit(source, 1)
         received = envelope.now()
         [o] = await self.pipeline.submit([call_from_proto(kind, request)], source, entry="ingest.grpc",
                                          received_at=received)
@@ -133,7 +150,8 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         return ingest_pb2.AliasResponse(event_id=event_id, received_at=received)
 
     async def Batch(self, request: ingest_pb2.BatchRequest, context) -> ingest_pb2.BatchResponse:
-        source, rate = await self._source(context, request.write_key)
+        source = await self._source(context, request.write_key,
+                                    lambda: {"batch": [call_to_json(c) for c in calls_of(request.calls)]})
         size = request.ByteSize()
         reason = None
         if size > MAX_BATCH_BYTES:
@@ -145,8 +163,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
                                                      source_id=source.source_id, content_type=BATCH_CONTENT_TYPE)
             raise InvalidArgument(f"{reason} (kept as failed event {fid})", field="calls")
         calls = calls_of(request.calls)
-        if rate:
-            self.pipeline.admit(source.source_id, len(calls), rate)
+        self._admit(source, len(calls))
         received = envelope.now()
         outcomes = await self.pipeline.submit(calls, source, entry="ingest.grpc", received_at=received)
         accepted = sum(o.ok for o in outcomes)
@@ -155,21 +172,21 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
 
     async def ImportEvents(self, request_iterator, context) -> ingest_pb2.ImportEventsResponse:
         source = None
-        rate = 0.0
         accepted = rejected = offset = 0
         shown: list[ingest_pb2.CallResult] = []
         async for req in request_iterator:
             if source is None:
-                source, rate = await self._source(context, req.write_key)
+                source = await self._source(context, req.write_key,
+                                            lambda: {"batch": [call_to_json(c) for c in calls_of(req.calls)]})
             calls = calls_of(req.calls, offset)
-            if rate:
-                self.pipeline.admit(source.source_id, len(calls), rate)
+            self._admit(source, len(calls))
             for o in await self.pipeline.submit(calls, source, entry="ingest.import"):
                 if o.ok:
                     accepted += 1
                 else:
                     rejected += 1
                     if len(shown) < MAX_IMPORT_REJECTIONS_SHOWN:
+                        o.index += offset  # the call's place in the whole stream
                         shown.append(result_of(o))
             offset += len(calls)
         return ingest_pb2.ImportEventsResponse(accepted=accepted, rejected=rejected, rejections=shown)

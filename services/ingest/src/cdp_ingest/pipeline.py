@@ -99,7 +99,7 @@ class Stats:
         while not stop.is_set():
             try:
                 await asyncio.wait_for(stop.wait(), interval_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             try:
                 await self.flush()

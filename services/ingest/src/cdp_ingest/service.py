@@ -11,12 +11,12 @@ import json
 from pathlib import Path
 
 from cdp.ingest.v1 import ingest_pb2_grpc
-
 from cdp_core.failed import JSON
 from cdp_core.service import Runtime, ServiceSpec
 
 from .domain.calls import Source, call_from_json
 from .grpc_api import SCOPES, SERVICE, SOURCE_SERVICE, IngestServicer, SourceServicer
+from .http_edge import HttpEdge
 from .pipeline import Pipeline
 from .sources import SourceRegistry
 
@@ -34,7 +34,16 @@ def add_servicers(rt: Runtime, server) -> None:
 
 async def on_start(rt: Runtime) -> None:
     stop = rt.extras["stop"] = asyncio.Event()
+    edge = HttpEdge(rt.extras["pipeline"], rt.extras["sources"], host=rt.settings.grpc_host,
+                    port=rt.settings.http_port, shutdown_grace_s=rt.settings.shutdown_grace_s)
+    await edge.start()
+    rt.extras["http_edge"] = edge
     rt.extras["stats_task"] = asyncio.create_task(rt.extras["pipeline"].stats.run(stop), name="ingest-stats")
+
+
+async def on_drain(rt: Runtime) -> None:
+    if "http_edge" in rt.extras:  # stop accepting, finish in-flight requests
+        await rt.extras["http_edge"].stop()
 
 
 async def on_stop(rt: Runtime) -> None:
@@ -64,8 +73,12 @@ async def replay_rejected(rt: Runtime, conn, row) -> None:
         source = rec.source
     if isinstance(batch, list):
         calls = [call_from_json(item, path=f"batch[{i}]", defaults=obj) for i, item in enumerate(batch)]
-    else:
-        calls = [call_from_json(obj)]
+    else:  # a single-call route ("ingest.http:track") names the kind its body may omit
+        entry_kind = row["consumer"].partition(":")[2] or None
+        calls = [call_from_json(obj, kind=obj.get("type") or entry_kind if isinstance(obj, dict) else None)]
+    for i, call in enumerate(calls):  # a call without a messageId keeps one id across replays
+        if not call.message_id:
+            call.message_id = f"replay-{row['id']}-{i}"
     outcomes = await pipeline.submit(calls, source, entry="ingest.replay", record=False)
     errors = [o.error for o in outcomes if not o.ok]
     if errors:
@@ -80,5 +93,6 @@ SPEC = ServiceSpec(
     migrations=Path(__file__).parent / "migrations",
     replay_rejected=replay_rejected,
     on_start=on_start,
+    on_drain=on_drain,
     on_stop=on_stop,
 )

@@ -1,6 +1,8 @@
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
+
+from cdp_core.errors import InvalidArgument
 from cdp_ingest.domain.calls import (
     MAX_DEPTH,
     MAX_EVENT_BYTES,
@@ -14,9 +16,7 @@ from cdp_ingest.domain.calls import (
 )
 from cdp_ingest.grpc_api import GRPC_NAMES
 
-from cdp_core.errors import InvalidArgument
-
-NOW = datetime(2026, 11, 28, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 SRC = Source("s1", "web", "web")
 
 
@@ -31,8 +31,8 @@ def test_clock_skew_is_corrected_from_sent_at():
     happened = sent - timedelta(seconds=30)
     a = build(user_id="u", timestamp=happened.isoformat(), sent_at=sent.isoformat().replace("+00:00", "Z"))
     assert a.occurred_at == NOW - timedelta(seconds=30)
-    assert a.event.original_timestamp.ToDatetime(tzinfo=timezone.utc) == happened
-    assert a.event.received_at.ToDatetime(tzinfo=timezone.utc) == NOW
+    assert a.event.original_timestamp.ToDatetime(tzinfo=UTC) == happened
+    assert a.event.received_at.ToDatetime(tzinfo=UTC) == NOW
 
 
 def test_without_timestamp_the_arrival_time_is_used_and_far_future_is_clamped():

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import asyncpg
+
 from cdp.common.v1 import identifier_pb2
 from cdp.profile.v1 import profile_pb2, profile_pb2_grpc
-
 from cdp_core import envelope
 from cdp_core.errors import InvalidArgument, NotFound
 

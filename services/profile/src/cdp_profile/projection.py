@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 
 import asyncpg
+
 from cdp.identity.v1 import events_pb2 as identity_events
 from cdp.profile.v1 import events_pb2 as profile_events
-
 from cdp_core import envelope
 from cdp_core.consumer import Delivery, Projection, handles
 from cdp_core.outbox import OutboxWriter

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from cdp.profile.v1 import profile_pb2_grpc
-
 from cdp_core.service import Runtime, ServiceSpec
 
 from .grpc_api import SCOPES, SERVICE, ProfileServicer

@@ -5,25 +5,25 @@ from __future__ import annotations
 import json
 import random
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
-import cdp_profile
 import pytest
+
+import cdp_profile
 from cdp.common.v1 import identifier_pb2
 from cdp.identity.v1 import events_pb2 as identity_events
 from cdp.ingest.v1 import events_pb2 as ingest_events
-from cdp_profile.projection import ProfileProjection
-
 from cdp_core import envelope
 from cdp_core.consumer import Delivery
 from cdp_core.outbox import OutboxWriter
 from cdp_core.settings import with_database
 from cdp_core.store import open_store
+from cdp_profile.projection import ProfileProjection
 
 pytestmark = pytest.mark.component
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def resolved(i: int, profile: str, traits: dict | None, ids: list[tuple[str, str]], minutes: int) -> envelope.Envelope:

@@ -10,12 +10,11 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from cdp.common.v1 import identifier_pb2
 from cdp.ingest.v1 import events_pb2
-
 from cdp_core.envelope import derived_id, ts
 from cdp_core.errors import InvalidArgument
 
@@ -160,7 +159,7 @@ def parse_time(call: Call, name: str, value: Any) -> datetime | None:
     else:
         raise InvalidArgument(f"must be an ISO-8601 string, not {type(value).__name__}", field=_f(call, name))
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     if not (1970 <= dt.year <= 9999):
         raise InvalidArgument("is out of range", field=_f(call, name))
     return dt
