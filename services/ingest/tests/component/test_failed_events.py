@@ -15,48 +15,13 @@ import pytest
 from google.protobuf.wrappers_pb2 import StringValue
 
 from cdp.common.v1 import failed_pb2, failed_pb2_grpc
-from cdp.ingest.v1 import events_pb2, ingest_pb2, ingest_pb2_grpc
-from cdp_core import embedded, envelope
-from cdp_core.settings import Settings
+from cdp.ingest.v1 import events_pb2, ingest_pb2
+from cdp_core import envelope
 from cdp_core.testing import eventually
 from cdp_core.testing.stack import Stack
 from cdp_identity.service import SPEC as IDENTITY
-from cdp_ingest.service import SPEC as INGEST
 
 pytestmark = pytest.mark.component
-
-
-class EnvStack(Stack):
-    """A Stack whose services get a free HTTP edge port."""
-
-    def settings(self, name: str) -> Settings:
-        base = super().settings(name).environ
-        return Settings.from_env(name, {**base, "CDP_HTTP_PORT": str(embedded.free_port())})
-
-
-@pytest.fixture
-async def stack(fresh_nats_url, database_server_url, auth_secret):
-    st = EnvStack(fresh_nats_url, database_server_url, auth_secret, "fe_" + os.urandom(4).hex())
-    await st.start(INGEST)
-    try:
-        yield st
-    finally:
-        await st.stop()
-
-
-@pytest.fixture
-async def ingest(stack):
-    return ingest_pb2_grpc.IngestServiceStub(stack.channel("ingest"))
-
-
-@pytest.fixture
-async def sources(stack):
-    return ingest_pb2_grpc.SourceServiceStub(stack.channel("ingest"))
-
-
-@pytest.fixture
-async def failed(stack):
-    return failed_pb2_grpc.FailedEventServiceStub(stack.channel("ingest"))
 
 
 def good(event="Ok", **kw) -> ingest_pb2.Call:
@@ -264,7 +229,7 @@ async def test_failed_events_need_admin(stack):
 
 
 async def test_a_consumer_failure_in_identity_is_listed_by_identity(fresh_nats_url, database_server_url, auth_secret):
-    st = EnvStack(fresh_nats_url, database_server_url, auth_secret, "fei_" + os.urandom(4).hex())
+    st = Stack(fresh_nats_url, database_server_url, auth_secret, "fei_" + os.urandom(4).hex())
     await st.start(IDENTITY)
     try:
         js = st.services["identity"].runtime.bus.js

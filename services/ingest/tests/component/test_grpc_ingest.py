@@ -12,49 +12,11 @@ import grpc
 import pytest
 
 from cdp.ingest.v1 import events_pb2, ingest_pb2, ingest_pb2_grpc
-from cdp_core import embedded, envelope
-from cdp_core.settings import Settings
+from cdp_core import envelope
 from cdp_core.testing.stack import Stack
 from cdp_ingest.service import SPEC as INGEST
 
 pytestmark = pytest.mark.component
-
-
-class EnvStack(Stack):
-    """A Stack whose services get extra CDP_* settings and a free HTTP edge port."""
-
-    def __init__(self, *args, env: dict[str, str] | None = None, **kw):
-        super().__init__(*args, **kw)
-        self.env = env or {}
-
-    def settings(self, name: str) -> Settings:
-        base = super().settings(name).environ
-        return Settings.from_env(name, {**base, "CDP_HTTP_PORT": str(embedded.free_port()), **self.env})
-
-
-async def start_ingest(nats_url, db_server, secret, env=None) -> EnvStack:
-    st = EnvStack(nats_url, db_server, secret, "ing_" + os.urandom(4).hex(), env=env)
-    await st.start(INGEST)
-    return st
-
-
-@pytest.fixture
-async def stack(fresh_nats_url, database_server_url, auth_secret):
-    st = await start_ingest(fresh_nats_url, database_server_url, auth_secret)
-    try:
-        yield st
-    finally:
-        await st.stop()
-
-
-@pytest.fixture
-async def ingest(stack):
-    return ingest_pb2_grpc.IngestServiceStub(stack.channel("ingest"))
-
-
-@pytest.fixture
-async def sources(stack):
-    return ingest_pb2_grpc.SourceServiceStub(stack.channel("ingest"))
 
 
 def common(**kw) -> ingest_pb2.EventCommon:
@@ -322,8 +284,9 @@ async def test_a_source_rate_limit_answers_resource_exhausted(stack, ingest, sou
 
 async def test_the_default_rate_limit_applies_to_write_key_sources(fresh_nats_url, database_server_url, auth_secret):
     """CDP_INGEST_RATE_LIMIT_PER_S is the rate of every source that sets none."""
-    st = await start_ingest(fresh_nats_url, database_server_url, auth_secret,
-                            env={"CDP_INGEST_RATE_LIMIT_PER_S": "2"})
+    st = Stack(fresh_nats_url, database_server_url, auth_secret, "rate_" + os.urandom(4).hex(),
+               env={"CDP_INGEST_RATE_LIMIT_PER_S": "2"})
+    await st.start(INGEST)
     try:
         ingest = ingest_pb2_grpc.IngestServiceStub(st.channel("ingest"))
         sources = ingest_pb2_grpc.SourceServiceStub(st.channel("ingest"))

@@ -25,8 +25,7 @@ from segment.analytics import Client
 from segment.analytics.request import APIError
 
 from cdp.ingest.v1 import events_pb2
-from cdp_core import embedded, envelope
-from cdp_core.settings import Settings
+from cdp_core import envelope
 from cdp_core.testing.stack import Stack
 from cdp_ingest.domain.calls import MAX_BATCH_BYTES, MAX_EVENT_BYTES
 from cdp_ingest.service import SPEC as INGEST
@@ -36,20 +35,9 @@ pytestmark = pytest.mark.component
 SHOPIFY_FIXTURES = Path(__file__).parents[1] / "unit" / "fixtures" / "shopify"
 
 
-class EdgeStack(Stack):
-    """A Stack whose ingest listens for HTTP on a free port (and gets extra CDP_* settings)."""
-
-    def __init__(self, *args, env: dict[str, str] | None = None, **kw):
-        super().__init__(*args, **kw)
-        self.env = env or {}
-
-    def settings(self, name: str) -> Settings:
-        base = super().settings(name).environ
-        return Settings.from_env(name, {**base, "CDP_HTTP_PORT": str(embedded.free_port()), **self.env})
-
 
 class Edge:
-    def __init__(self, stack: EdgeStack, http: aiohttp.ClientSession, nc):
+    def __init__(self, stack: Stack, http: aiohttp.ClientSession, nc):
         self.stack, self.http, self.nc = stack, http, nc
         self.svc = stack.services["ingest"]
         self.rt = self.svc.runtime
@@ -94,7 +82,7 @@ class Edge:
 
 @pytest.fixture
 async def edge(fresh_nats_url, database_server_url, auth_secret):
-    st = EdgeStack(fresh_nats_url, database_server_url, auth_secret, "http_" + os.urandom(4).hex())
+    st = Stack(fresh_nats_url, database_server_url, auth_secret, "http_" + os.urandom(4).hex())
     await st.start(INGEST)
     nc = await nats.connect(fresh_nats_url)
     try:

@@ -5,54 +5,18 @@ listable; invalid plans refused naming the field."""
 from __future__ import annotations
 
 import json
-import os
 
 import grpc
 import pytest
 
-from cdp.ingest.v1 import events_pb2, ingest_pb2, ingest_pb2_grpc
-from cdp_core import embedded, envelope
-from cdp_core.settings import Settings
+from cdp.ingest.v1 import events_pb2, ingest_pb2
+from cdp_core import envelope
 from cdp_core.testing import eventually
-from cdp_core.testing.stack import Stack
-from cdp_ingest.service import SPEC as INGEST
 
 pytestmark = pytest.mark.component
 
 ORDER = {"type": "object", "properties": {"revenue": {"type": "number"}}, "required": ["revenue"]}
 TRAITS = {"type": "object", "properties": {"email": {"type": "string", "pattern": "@"}}, "required": ["email"]}
-
-
-class EnvStack(Stack):
-    """A Stack whose services get extra CDP_* settings and a free HTTP edge port."""
-
-    def __init__(self, *args, env: dict[str, str] | None = None, **kw):
-        super().__init__(*args, **kw)
-        self.env = env or {}
-
-    def settings(self, name: str) -> Settings:
-        base = super().settings(name).environ
-        return Settings.from_env(name, {**base, "CDP_HTTP_PORT": str(embedded.free_port()), **self.env})
-
-
-@pytest.fixture
-async def stack(fresh_nats_url, database_server_url, auth_secret):
-    st = EnvStack(fresh_nats_url, database_server_url, auth_secret, "tp_" + os.urandom(4).hex())
-    await st.start(INGEST)
-    try:
-        yield st
-    finally:
-        await st.stop()
-
-
-@pytest.fixture
-async def ingest(stack):
-    return ingest_pb2_grpc.IngestServiceStub(stack.channel("ingest"))
-
-
-@pytest.fixture
-async def sources(stack):
-    return ingest_pb2_grpc.SourceServiceStub(stack.channel("ingest"))
 
 
 @pytest.fixture

@@ -10,8 +10,9 @@ from cdp_core.settings import Settings, env_key, with_database
 
 
 class Stack:
-    def __init__(self, nats_url: str, db_server: str, secret: str, prefix: str):
+    def __init__(self, nats_url: str, db_server: str, secret: str, prefix: str, *, env: dict[str, str] | None = None):
         self.nats_url, self.db_server, self.secret, self.prefix = nats_url, db_server, secret, prefix
+        self.env = env or {}  # extra CDP_* settings for every service
         self.services: dict[str, Service] = {}
         self.token = issue_token(secret, "tests", ["admin"])
 
@@ -26,6 +27,7 @@ class Stack:
             "CDP_GRPC_HOST": "127.0.0.1",
             "CDP_HTTP_PORT": str(embedded.free_port()),
             "CDP_SHUTDOWN_GRACE_S": "1",
+            **self.env,
         }
         return Settings.from_env(name, env)
 
