@@ -19,7 +19,7 @@ $(STAMP): constraints.txt requirements-dev.txt $(PYPROJECTS)
 
 run: install
 	$(BIN)/cdp dev up
-	$(BIN)/cdp demo --sample
+	$(BIN)/cdp demo
 	@echo "Serving; press Ctrl-C to stop the stack."
 	@trap '$(BIN)/cdp dev down; exit 0' INT TERM; while true; do sleep 3600; done
 

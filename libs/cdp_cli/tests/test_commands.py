@@ -42,12 +42,6 @@ def test_profile_get_without_token_says_where_tokens_come_from(clean_env):
     assert "no token" in r.stderr and "cdp dev up" in r.stderr
 
 
-def test_demo_requires_sample(clean_env):
-    r = run("demo")
-    assert r.exit_code == 2
-    assert "--sample" in r.stderr
-
-
 def test_token_issue_requires_a_known_scope(clean_env, monkeypatch):
     monkeypatch.setenv("CDP_AUTH_SECRET", "s" * 40)
     assert run("token", "issue").exit_code == 2

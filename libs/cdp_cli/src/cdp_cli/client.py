@@ -21,7 +21,7 @@ import grpc
 
 from cdp_core import processes
 from cdp_core.grpc_server import channel
-from cdp_core.settings import SERVICES, env_key
+from cdp_core.settings import DEFAULT_HTTP_PORT, SERVICES, env_key
 
 STATE_DIR = ".cdp"
 SECRET_FILE = "secret"
@@ -146,6 +146,24 @@ def service_port(name: str) -> int:
 def service_addr(name: str) -> str:
     """CDP_<SERVICE>_ADDR (host:port), else 127.0.0.1:<service_port(name)>."""
     return os.environ.get(f"CDP_{env_key(name)}_ADDR") or f"127.0.0.1:{service_port(name)}"
+
+
+def http_url() -> str:
+    """The ingest HTTP edge: CDP_HTTP_URL (e.g. http://host:8088), else http://127.0.0.1: +
+    CDP_HTTP_PORT, else the http_port recorded by `cdp dev up`, else 8088."""
+    if os.environ.get("CDP_HTTP_URL"):
+        return os.environ["CDP_HTTP_URL"].rstrip("/")
+    value = os.environ.get("CDP_HTTP_PORT")
+    if value:
+        try:
+            return f"http://127.0.0.1:{int(value)}"
+        except ValueError:
+            raise CliError(f"CDP_HTTP_PORT={value!r} is not a port number") from None
+    try:
+        port = (read_stack() or {}).get("http_port")
+    except CliError:
+        port = None
+    return f"http://127.0.0.1:{int(port) if port else DEFAULT_HTTP_PORT}"
 
 
 def redact_url(url: str) -> str:

@@ -118,22 +118,46 @@ def profile_get(user_id, email, anonymous_id, profile_id, as_json: bool, token_:
 
 
 @cli.command()
-@click.option("--sample", is_flag=True, help="Send the sample journey (anonymous browse, sign-up, order).")
-@click.option("--json", "as_json", is_flag=True, help="Print the resulting profile as one JSON object.")
+@click.option("--sample", is_flag=True, help="Only the short sample journey through gRPC ingest (one profile).")
+@click.option("--people", type=click.IntRange(min=1), default=demo_mod.WorldOptions.people, show_default=True,
+              help="People in the simulated world.")
+@click.option("--days", type=click.IntRange(min=1), default=demo_mod.WorldOptions.days, show_default=True,
+              help="Days of their behaviour.")
+@click.option("--seed", type=int, default=demo_mod.WorldOptions.seed, show_default=True,
+              help="Simulator seed (same seed, same world: a re-run appends nothing new).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (the summary, or the sample's profile).")
 @click.option("--token", "token_", help=TOKEN_HELP)
-def demo(sample: bool, as_json: bool, token_: str | None) -> None:
-    """Send sample events through gRPC ingest and print the profile they build.
+@click.pass_context
+def demo(ctx: click.Context, sample: bool, people: int, days: int, seed: int, as_json: bool,
+         token_: str | None) -> None:
+    """Load a simulated world through the real paths and print what the platform made of it.
 
-    Progress goes to stderr, the profile to stdout."""
-    if not sample:
-        raise click.UsageError("choose what to send: --sample")
+    Segment calls go through the HTTP edge, Shopify webhooks to the webhook endpoint, CRM
+    contacts and POS receipts through the CSV import; then a sample of people is compared
+    with the simulator's ground truth. --sample sends one short journey through gRPC instead.
+    Progress goes to stderr, the summary to stdout."""
+    if sample:
+        given = [f"--{n}" for n in ("people", "days", "seed")
+                 if ctx.get_parameter_source(n) is not click.core.ParameterSource.DEFAULT]
+        if given:
+            raise click.UsageError(f"{', '.join(given)} apply to the world demo, not to --sample")
     tok = client.resolve_token(token_)
-    try:
-        p = asyncio.run(demo_mod.run_sample(tok, _err()))
-    except demo_mod.IncompleteProfile as e:
-        render.print_profile(e.profile, as_json=as_json, console=_out())
-        raise
-    render.print_profile(p, as_json=as_json, console=_out())
+    if sample:
+        try:
+            p = asyncio.run(demo_mod.run_sample(tok, _err()))
+        except demo_mod.IncompleteProfile as e:
+            render.print_profile(e.profile, as_json=as_json, console=_out())
+            raise
+        render.print_profile(p, as_json=as_json, console=_out())
+        return
+    summary = asyncio.run(demo_mod.run_world(tok, _err(), demo_mod.WorldOptions(people=people, days=days, seed=seed)))
+    if as_json:
+        click.echo(json.dumps(summary, ensure_ascii=False))
+    else:
+        demo_mod.print_world_summary(summary, _out())
+    if not summary["caught_up"]:
+        raise client.CliError("identity and profile had not caught up with the load "
+                              f"after {demo_mod.CATCH_UP_TIMEOUT_S:.0f} s: the figures above are partial")
 
 
 # --- cdp source, tracking-plan, import, failed (each in its own module) ----------------
