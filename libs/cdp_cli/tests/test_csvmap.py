@@ -143,3 +143,12 @@ def test_semicolon_delimiter_bom_and_blank_lines():
 def test_bad_mappings(doc, message):
     with pytest.raises(csvmap.MappingError, match=message):
         csvmap.parse_mapping(doc)
+
+
+def test_context_traits_from_the_mapping_survive_identifier_traits():
+    from cdp_cli import csvmap
+
+    m = csvmap.parse_mapping(
+        "kind: track\nevent: Order Completed\ncolumns:\n  email: {to: email}\n  name: {to: context.traits.firstName}\n")
+    call = csvmap.RowMapper(m, ["email", "name"], "pos").call([["ana@example.com", "Ana"]])
+    assert call["context"]["traits"] == {"email": "ana@example.com", "firstName": "Ana"}

@@ -321,8 +321,8 @@ class RowMapper:
             context.setdefault("device", {})["id"] = ids["device_id"]
         if products:
             bag["products"] = products
-        if ctx_traits:
-            context["traits"] = ctx_traits
+        if ctx_traits:  # merged into any context.traits.* the mapping set, which win
+            context["traits"] = {**ctx_traits, **context.get("traits", {})}
         context["library"] = {"name": "cdp-import", "version": "1"}
         call["traits" if m.kind == "identify" else "properties"] = bag
         call["context"] = context
