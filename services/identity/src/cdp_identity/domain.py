@@ -7,50 +7,55 @@ import json
 from cdp.ingest.v1 import events_pb2
 from cdp_core.errors import PoisonMessage
 
+from .normalize import DEFAULT_REGION, DEFAULT_TYPES, IdentifierTypes
+from .normalize import normalize as _normalize
+
 # Order matters: the first identifier present names a new profile (deterministic id).
+# Custom types (declared in IdentifierTypes) rank after these, by name.
 PRIORITY = ("user_id", "email", "phone", "device_id", "anonymous_id")
 
 
-def normalize(type_: str, value: str) -> str | None:
-    """The canonical form of an identifier value, or None when it is empty."""
-    v = value.strip()
-    if not v:
-        return None
-    if type_ == "email":
-        v = v.lower()
-        if "@" not in v:
-            return None
-    return v
+def normalize(type_: str, value: str, *, default_region: str = DEFAULT_REGION,
+              types: IdentifierTypes = DEFAULT_TYPES) -> str | None:
+    """The canonical form of an identifier value, or None when it is empty, malformed or of an unknown type."""
+    return _normalize(type_, value, default_region=default_region, types=types)
 
 
-def _email_from(json_text: str) -> str:
+def _traits(json_text: str) -> dict:
     if not json_text:
-        return ""
+        return {}
     try:
         obj = json.loads(json_text)
     except json.JSONDecodeError:
-        return ""
-    value = obj.get("email") if isinstance(obj, dict) else None
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
+def _str(obj: dict, key: str) -> str:
+    value = obj.get(key)
     return value if isinstance(value, str) else ""
 
 
-def identifiers_of(ev: events_pb2.EventCollected) -> list[tuple[str, str]]:
-    """Every normalized (type, value) the event carries, in PRIORITY order, de-duplicated."""
+def identifiers_of(ev: events_pb2.EventCollected, *, default_region: str = DEFAULT_REGION,
+                   types: IdentifierTypes = DEFAULT_TYPES) -> list[tuple[str, str]]:
+    """Every normalized (type, value) the event carries, in PRIORITY order, de-duplicated.
+
+    From user_id, anonymous_id, traits.email, context.traits.email and the
+    explicit identifiers (built-in types, or custom types declared in `types`). Values that
+    do not normalize (malformed, too long, undeclared type) are left out; PoisonMessage
+    when none is left.
+    """
     found: list[tuple[str, str]] = [("user_id", ev.user_id), ("anonymous_id", ev.anonymous_id)]
-    context_traits = ""
-    if ev.context_json:
-        try:
-            ctx = json.loads(ev.context_json)
-            if isinstance(ctx, dict) and isinstance(ctx.get("traits"), dict):
-                context_traits = json.dumps(ctx["traits"])
-        except json.JSONDecodeError:
-            pass
-    for text in (ev.traits_json, context_traits):
-        found.append(("email", _email_from(text)))
+    ctx = _traits(ev.context_json)
+    context_traits = ctx.get("traits") if isinstance(ctx.get("traits"), dict) else {}
+    for traits in (_traits(ev.traits_json), context_traits):
+        found.append(("email", _str(traits, "email")))
+        # traits.phone is not an identifier yet: until the rules (blocked values such as
+        # placeholder numbers) are wired into the projection, it would merge strangers.
     found.extend((i.type, i.value) for i in ev.identifiers)
     out: dict[tuple[str, str], None] = {}
     for t, v in found:
-        n = normalize(t, v)
+        n = normalize(t, v, default_region=default_region, types=types)
         if n is not None:
             out[(t, n)] = None
     ids = list(out)
