@@ -132,3 +132,67 @@ async def test_ingest_bench_smoke_accepts_every_event():
     assert r["events_per_s"] > 0 and r["baseline_per_s"] > 0
     assert r["ratio"] == pytest.approx(r["events_per_s"] / r["baseline_per_s"], rel=1e-2)
     assert r["payload_bytes"] > r["properties_bytes"] >= 400
+
+
+def test_cli_parses_the_batch_benchmarks():
+    from cdp_bench.cli import parser
+
+    a = parser().parse_args(["ingest-batch", "--batch-size", "100", "--json"])
+    assert a.bench == "ingest-batch" and a.batch_size == 100 and a.json and a.concurrency == 4
+    h = parser().parse_args(["ingest-http", "--gzip"])
+    assert h.bench == "ingest-http" and h.gzip and h.batch_size == 500
+
+
+def test_cli_renders_batch_results():
+    from cdp_bench import render
+
+    r = {"benchmark": "ingest-http", "protocol": "http", "gzip": True, "events_per_s": 4000.0,
+         "baseline_per_s": 10000.0, "ratio": 0.4, "goal_ratio": 0.5, "batch_size": 500, "batches": 40,
+         "concurrency": 4, "accepted": 20000, "sent": 20000, "errors": {}, "payload_bytes": 900,
+         "request_bytes": 45000, "repetitions": 3, "runs": {"events_per_s": [4000.0], "baseline_per_s": [10000.0]},
+         "latency": {"rate_events_per_s": 2000.0, "rate_requests_per_s": 4.0, "fraction_of_peak": 0.5, "seconds": 10,
+                     "requests": 40, "answered": 40, "failures": 0, "p50_ms": 50.0, "p99_ms": 90.0, "max_ms": 95.0,
+                     "baseline_p50_ms": 20.0, "baseline_p99_ms": 30.0, "baseline_failures": 0, "ratio_p99": 3.0},
+         "services": "ingest only", "cpu_count": 2, "python": "3.11.7", "machine": {"cpu_model": "x"}, "date": "d"}
+    text = render(r)
+    assert "gzip on" in text and "NOT met" in text and "p99 90.0 ms" in text and "0.400" in text
+
+
+async def test_send_all_counts_every_accepted_event_with_concurrent_requests():
+    import asyncio
+
+    from cdp_bench.ingest import send_all
+
+    async def send(n):
+        await asyncio.sleep(0)  # a real await between reading and adding the count
+        return n
+
+    out = await send_all(send, [5] * 40, concurrency=4)
+    assert out["accepted"] == 200 and out["errors"] == {}
+
+
+async def test_open_loop_sends_every_item_and_counts_failures():
+    from cdp_bench.ingest import open_loop
+
+    async def send(i):
+        if i == 3:
+            raise RuntimeError("no")
+
+    latencies, failures = await open_loop(1000.0, list(range(10)), send)
+    assert len(latencies) == 9 and failures == 1 and all(x >= 0 for x in latencies)
+
+
+@pytest.mark.component
+@pytest.mark.parametrize("protocol,gzip_body", [("grpc", False), ("http", True)])
+async def test_batch_bench_smoke_accepts_every_event(protocol, gzip_body):
+    from cdp_bench.ingest import run_batch_bench
+
+    r = await run_batch_bench(protocol, batch_size=20, batches=4, concurrency=2, gzip_body=gzip_body,
+                              repetitions=1, warmup=1, latency_seconds=1)
+    assert json.loads(json.dumps(r)) == r
+    assert r["accepted"] == r["sent"] == 80 and r["errors"] == {}
+    assert r["events_per_s"] > 0 and r["baseline_per_s"] > 0
+    assert r["ratio"] == pytest.approx(r["events_per_s"] / r["baseline_per_s"], rel=1e-2)
+    assert r["latency"]["answered"] == r["latency"]["requests"] >= 1 and r["latency"]["failures"] == 0
+    assert r["latency"]["p99_ms"] > 0 and r["latency"]["baseline_p99_ms"] > 0
+    assert r["payload_bytes"] > 500

@@ -1,4 +1,4 @@
-"""The command line of the benchmarks: `python -m cdp_bench ingest|latency [--json] ...`.
+"""The command line of the benchmarks: `python -m cdp_bench ingest|ingest-batch|ingest-http|latency [--json] ...`.
 
 Human output by default (figure, baseline, ratio); with --json exactly one JSON object on
 stdout. `cdp bench ...` calls the same functions (run_ingest_bench, run_latency_bench, render).
@@ -21,6 +21,8 @@ def render(result: dict) -> str:
         from .latency import render as r
     elif result.get("benchmark") == "simulate":
         from .simulate import render as r
+    elif result.get("benchmark") in ("ingest-batch", "ingest-http"):
+        from .ingest import render_batch as r
     else:
         from .ingest import render as r
     return r(result)
@@ -34,6 +36,16 @@ def parser(prog: str = "python -m cdp_bench") -> argparse.ArgumentParser:
     i.add_argument("--concurrency", type=int, default=64, help="calls in flight (default 64)")
     i.add_argument("--repetitions", type=int, default=3, help="measured repetitions, median reported (default 3)")
     i.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    for name, what in (("ingest-batch", "gRPC IngestService/Batch"), ("ingest-http", "HTTP POST /v1/batch")):
+        b = sub.add_parser(name, help=f"{what} events/s beside bare publish_async msgs/s, and p99 at half the peak")
+        b.add_argument("--batch-size", type=int, default=500, help="Track calls per request (default 500)")
+        b.add_argument("--batches", type=int, default=40, help="requests per repetition (default 40)")
+        b.add_argument("--concurrency", type=int, default=4, help="requests in flight (default 4)")
+        b.add_argument("--repetitions", type=int, default=3, help="measured repetitions, median reported (default 3)")
+        b.add_argument("--latency-seconds", type=float, default=10, help="open-loop latency run (default 10 s)")
+        if name == "ingest-http":
+            b.add_argument("--gzip", action="store_true", help="gzip-encoded bodies (Content-Encoding: gzip)")
+        b.add_argument("--json", action="store_true", help="one JSON object on stdout")
     lat = sub.add_parser("latency", help="Identify -> profile-visible p50/p99 beside a bare JetStream round trip")
     lat.add_argument("--rate", type=float, default=200, help="Identify calls per second (default 200)")
     lat.add_argument("--seconds", type=float, default=10, help="how long to send (default 10)")
@@ -49,6 +61,13 @@ def main(argv: list[str] | None = None, prog: str = "python -m cdp_bench") -> in
     args = parser(prog).parse_args(argv)
     if args.bench == "ingest":
         result = asyncio.run(run_ingest_bench(args.events, args.concurrency, repetitions=args.repetitions))
+    elif args.bench in ("ingest-batch", "ingest-http"):
+        from .ingest import run_batch_bench
+
+        result = asyncio.run(run_batch_bench(
+            "grpc" if args.bench == "ingest-batch" else "http", batch_size=args.batch_size, batches=args.batches,
+            concurrency=args.concurrency, gzip_body=getattr(args, "gzip", False), repetitions=args.repetitions,
+            latency_seconds=args.latency_seconds))
     elif args.bench == "latency":
         result = asyncio.run(run_latency_bench(args.rate, args.seconds, repetitions=args.repetitions))
     else:

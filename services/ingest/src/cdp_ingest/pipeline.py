@@ -21,7 +21,7 @@ import asyncpg
 import grpc
 
 from cdp_core import envelope
-from cdp_core.bus import Bus
+from cdp_core.bus import Bus, Outgoing
 from cdp_core.errors import CdpError, InvalidArgument
 from cdp_core.failed import JSON, Rejection, record_rejections
 from cdp_core.logs import get_logger
@@ -150,11 +150,12 @@ class Pipeline:
         received_at = received_at or envelope.now()
         plan = await self.plans.get(source.source_id)
         outcomes: list[Outcome] = []
-        envs = []
+        accepted: list = []
         rejected: list[tuple[Outcome, Rejection]] = []
         for i, call in enumerate(calls):
             try:
                 a = accept(call, source, received_at)
+                violations = []
                 if plan is not None:
                     violations, action = plan.check(a.event.kind, a.event.event, a.properties, a.traits)
                     if violations:
@@ -163,20 +164,32 @@ class Pipeline:
                             raise InvalidArgument("; ".join(violations), field="tracking plan")
                         if action == "flag":
                             a.event.violations.extend(violations)
-                envs.append(envelope.make(subject_for(a.event.kind), a.event, producer="ingest",
-                                          event_id=a.event_id, occurred_at=a.occurred_at))
-                outcomes.append(Outcome(i, event_id=a.event_id, violations=list(a.event.violations)))
+                    violations = list(a.event.violations)
+                accepted.append(a)
+                outcomes.append(Outcome(i, event_id=a.event_id, violations=violations))
             except InvalidArgument as e:
                 o = Outcome(i, error=str(e))
                 outcomes.append(o)
                 rejected.append((o, Rejection(str(e), json.dumps(call_to_json(call), default=str).encode(), JSON)))
-        if envs:
-            await self.bus.publish_envelopes(envs)  # durable once this returns
+        if accepted:
+            # The envelopes' bytes, as envelope.make(...).SerializeToString() gives them; the
+            # batch is recorded at one instant.
+            recorded = envelope.ts_fields(envelope.now())
+            last: tuple = (None, None)
+            messages = []
+            for a in accepted:
+                subject = subject_for(a.event.kind)
+                if last[0] is not a.occurred_at:
+                    last = (a.occurred_at, envelope.ts_fields(a.occurred_at))
+                messages.append(Outgoing(subject, envelope.encode(subject, a.event, producer="ingest",
+                                                                  event_id=a.event_id, occurred_at=last[1],
+                                                                  recorded_at=recorded), a.event_id, {}))
+            await self.bus.publish_batch(messages)  # durable once this returns
         if rejected and record:
             ids = await record_rejections(self.pool, entry, source.source_id, [r for _, r in rejected])
             for (o, _), fid in zip(rejected, ids, strict=True):
                 o.failed_event_id = fid
-        self.stats.count(source.source_id, len(envs), len(rejected))
+        self.stats.count(source.source_id, len(accepted), len(rejected))
         return outcomes
 
     async def reject_request(self, entry: str, reason: str, data: bytes, *, source_id: str | None = None,

@@ -13,10 +13,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from google.protobuf.timestamp_pb2 import Timestamp
+
 from cdp.common.v1 import identifier_pb2
 from cdp.ingest.v1 import events_pb2
-from cdp_core.envelope import derived_id, ts
+from cdp_core.envelope import derived_id, ts_fields
 from cdp_core.errors import InvalidArgument
+
+try:  # a faster parser for valid JSON; json.loads still decides every error (and NaN, huge ints)
+    from orjson import loads as _fast_loads
+except ImportError:  # pragma: no cover - orjson is optional
+    _fast_loads = None
 
 KINDS = ("track", "identify", "page", "screen", "group", "alias")
 MAX_MESSAGE_ID = 128
@@ -127,7 +134,12 @@ def _object(call: Call, name: str, value: JsonField) -> tuple[dict, str]:
         return {}, ""
     if isinstance(value, str):
         try:
-            obj = json.loads(value)
+            try:
+                if _fast_loads is None:
+                    raise ValueError
+                obj = _fast_loads(value)
+            except (ValueError, TypeError, RecursionError):  # anything orjson refuses: json.loads decides
+                obj = json.loads(value)
         except json.JSONDecodeError as e:
             raise InvalidArgument(f"is not valid JSON ({e.msg} at position {e.pos})", field=_f(call, name)) from None
         except RecursionError:
@@ -163,6 +175,22 @@ def parse_time(call: Call, name: str, value: Any) -> datetime | None:
     if not (1970 <= dt.year <= 9999):
         raise InvalidArgument("is out of range", field=_f(call, name))
     return dt
+
+
+_last_ts: tuple = (None, None)
+
+
+def _ts(dt: datetime) -> Timestamp:
+    """envelope.ts(dt); the conversion is remembered for the last datetime object (a batch
+    shares one received_at, and most calls' timestamp is that same object)."""
+    global _last_ts
+    last = _last_ts
+    if last[0] is dt:
+        seconds, nanos = last[1]
+    else:
+        seconds, nanos = ts_fields(dt)
+        _last_ts = (dt, (seconds, nanos))
+    return Timestamp(seconds=seconds, nanos=nanos)
 
 
 def corrected_timestamp(received_at: datetime, timestamp: datetime | None, sent_at: datetime | None) -> datetime:
@@ -230,13 +258,11 @@ def accept(call: Call, source: Source, received_at: datetime, *, new_id: str | N
         source_id=source.source_id,
         source_kind=source.kind,
         identifiers=identifiers,
+        timestamp=_ts(occurred_at),
+        received_at=_ts(received_at),
+        original_timestamp=_ts(original) if original is not None else None,
+        sent_at=_ts(sent_at) if sent_at is not None else None,
     )
-    ev.timestamp.CopyFrom(ts(occurred_at))
-    ev.received_at.CopyFrom(ts(received_at))
-    if original is not None:
-        ev.original_timestamp.CopyFrom(ts(original))
-    if sent_at is not None:
-        ev.sent_at.CopyFrom(ts(sent_at))
     size = ev.ByteSize()
     if size > MAX_EVENT_BYTES:
         raise InvalidArgument(f"the call is {size} bytes; the limit is {MAX_EVENT_BYTES}", field=_f(call, "properties"))
