@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 PACKAGES := libs/cdp_proto libs/cdp_core libs/cdp_sim libs/cdp_cli bench services/ingest services/identity services/profile
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
-.PHONY: install run test test-unit proto proto-check chart-check bench down clean
+.PHONY: install run test test-unit lint proto proto-check chart-check bench down clean
 
 install: $(STAMP)
 
@@ -23,11 +23,14 @@ run: install
 	@echo "Serving; press Ctrl-C to stop the stack."
 	@trap '$(BIN)/cdp dev down; exit 0' INT TERM; while true; do sleep 3600; done
 
-test: install proto-check
+test: install proto-check lint
 	$(BIN)/python -m pytest
 
 test-unit: install
 	$(BIN)/python -m pytest -m "not component and not integration"
+
+lint: install
+	$(BIN)/ruff check libs services bench tests
 
 proto: install
 	$(BIN)/python libs/cdp_proto/generate.py

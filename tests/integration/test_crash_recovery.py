@@ -57,7 +57,7 @@ async def test_profile_killed_mid_stream_loses_nothing_and_applies_nothing_twice
                 async with sem:
                     await ingest.Track(ingest_pb2.TrackRequest(
                         common=ingest_pb2.EventCommon(user_id=user, message_id=f"{user}-{n}"),
-                        event="Product Viewed", properties_json='{"n": %d}' % n))
+                        event="Product Viewed", properties_json=f'{{"n": {n}}}'))
 
             await asyncio.gather(*(one(u, n) for n in range(PER_USER) for u in users))
 

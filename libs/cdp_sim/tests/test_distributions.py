@@ -48,7 +48,6 @@ def metrics(out) -> dict:
     m["single_order_buyer_share"] = sum(1 for o in orders if o == 1) / len(orders)
     m["top10_buyer_order_share"] = sum(orders[: max(1, len(orders) // 10)]) / sum(orders)
     m["max_orders_over_mean"] = orders[0] / (sum(orders) / len(orders))
-    days = len({e["timestamp"][:10] for e in out.events})
     m["sunday_over_saturday_sessions"] = weekday[6] / weekday[5]
     m["evening_over_night_sessions"] = sum(hour[h] for h in (19, 20, 21, 22)) / max(1, sum(hour[h] for h in (3, 4, 5, 6)))
     joined = [t for t in out.truth if t["traits"]["join_date"] < out.manifest["cutoff"]]

@@ -108,7 +108,7 @@ def test_encode_gives_the_bytes_of_make_and_serialize():
         occurred = base + timedelta(seconds=rng.randint(-10**9, 10**9), microseconds=rng.choice([0, rng.randrange(10**6)]))
         recorded = base + timedelta(microseconds=rng.randrange(10**12))
         payload = events_pb2.EventCollected(kind="track", user_id="u" * rng.randrange(300), event="E" * (i % 3),
-                                            properties_json='{"x": %d}' % i if i % 2 else "")
+                                            properties_json=f'{{"x": {i}}}' if i % 2 else "")
         event_id = env_mod.derived_id("t", str(i))
         expected = env_mod.make("cdp.ingest.event.track", payload, producer="ingest", event_id=event_id,
                                 occurred_at=occurred)

@@ -177,7 +177,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         async for req in request_iterator:
             if source is None:
                 source = await self._source(context, req.write_key,
-                                            lambda: {"batch": [call_to_json(c) for c in calls_of(req.calls)]})
+                                            lambda req=req: {"batch": [call_to_json(c) for c in calls_of(req.calls)]})
             calls = calls_of(req.calls, offset)
             self._admit(source, len(calls))
             for o in await self.pipeline.submit(calls, source, entry="ingest.import"):

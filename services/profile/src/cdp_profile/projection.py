@@ -112,7 +112,7 @@ class ProfileProjection(Projection):
                 UPSERT_TRAITS, [k[0] for k in keys], [k[1] for k in keys], [winners[k][2] for k in keys],
                 [winners[k][0] for k in keys], [winners[k][1] for k in keys])}
         seen: set[str] = set()
-        for (event_id, pid, _), (d, r) in zip(events, rs, strict=True):
+        for (event_id, pid, _), (d, _r) in zip(events, rs, strict=True):
             mine = sorted(n for (p, n) in changed if p == pid and winners[(p, n)][1] == event_id)
             first = event_id not in seen
             seen.add(event_id)
