@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from google.protobuf import any_pb2, timestamp_pb2
 from google.protobuf.message import DecodeError, Message
@@ -56,6 +57,8 @@ def _varint(n: int) -> bytes:
         n += 1 << 64  # int64 on the wire: two's complement, ten bytes
     if n < 0x80:
         return bytes((n,))
+    if n < 0x4000:
+        return bytes(((n & 0x7F) | 0x80, n >> 7))
     out = bytearray()
     while n >= 0x80:
         out.append((n & 0x7F) | 0x80)
@@ -72,6 +75,12 @@ def _field(tag: int, data: bytes) -> bytes:
 
 def _ts_bytes(seconds: int, nanos: int) -> bytes:
     return (b"\x08" + _varint(seconds) if seconds else b"") + (b"\x10" + _varint(nanos) if nanos else b"")
+
+
+@lru_cache(maxsize=1024)
+def _ts_field(tag: int, seconds: int, nanos: int) -> bytes:
+    """A Timestamp field's bytes; remembered (a batch shares its instants)."""
+    return _field(tag, _ts_bytes(seconds, nanos))
 
 
 def _bytes(tag: int, b: bytes) -> bytes:
@@ -92,8 +101,8 @@ def encode(type: str, payload: Message, *, producer: str, event_id: str, occurre
     return b"".join((
         ev,
         _str(0x12, type),
-        _field(0x1A, _ts_bytes(*occurred_at)),
-        _field(0x22, _ts_bytes(*recorded_at)),
+        _ts_field(0x1A, *occurred_at),
+        _ts_field(0x22, *recorded_at),
         _str(0x2A, event_id),  # correlation_id: the event id itself
         _str(0x3A, producer),
         _field(0x42, _str(0x0A, _type_url(payload)) + _bytes(0x12, payload.SerializeToString())),

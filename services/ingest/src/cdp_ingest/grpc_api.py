@@ -35,46 +35,57 @@ GRPC_NAMES = {
 
 def call_from_proto(kind: str, req, path: str = "") -> Call:
     c = req.common
-    call = Call(
-        kind=kind,
-        message_id=c.message_id,
-        user_id=c.user_id,
-        anonymous_id=c.anonymous_id,
+    # The kind's own fields go to the constructor with the common ones (one call, no
+    # attribute-by-attribute copies); timestamps are converted only when set.
+    if kind == "track":
+        own = {"event": req.event, "properties": req.properties_json}
+    elif kind == "identify":
+        own = {"traits": req.traits_json}
+    elif kind in ("page", "screen"):
+        own = {"name": req.name, "category": req.category, "properties": req.properties_json}
+    elif kind == "group":
+        own = {"group_id": req.group_id, "traits": req.traits_json}
+    elif kind == "alias":
+        own = {"previous_id": req.previous_id}
+    else:
+        own = {}
+    ids = c.identifiers
+    return Call(
+        kind,
+        c.message_id,
+        c.user_id,
+        c.anonymous_id,
         context=c.context_json,
         integrations=c.integrations_json,
         timestamp=envelope.from_ts(c.timestamp) if c.HasField("timestamp") else None,
         sent_at=envelope.from_ts(c.sent_at) if c.HasField("sent_at") else None,
-        identifiers=[(i.type, i.value) for i in c.identifiers],
+        identifiers=[(i.type, i.value) for i in ids] if ids else [],
         path=path,
         names=GRPC_NAMES,
+        **own,
     )
-    if kind == "track":
-        call.event, call.properties = req.event, req.properties_json
-    elif kind == "identify":
-        call.traits = req.traits_json
-    elif kind in ("page", "screen"):
-        call.name, call.category, call.properties = req.name, req.category, req.properties_json
-    elif kind == "group":
-        call.group_id, call.traits = req.group_id, req.traits_json
-    elif kind == "alias":
-        call.previous_id = req.previous_id
-    return call
 
 
 def calls_of(items, offset: int = 0) -> list[Call]:
     calls = []
+    append = calls.append
     for i, item in enumerate(items, offset):
         kind = item.WhichOneof("call")
         if kind is None:
             raise InvalidArgument("is empty: set one of track, identify, page, screen, group, alias",
                                   field=f"calls[{i}]")
-        calls.append(call_from_proto(kind, getattr(item, kind), f"calls[{i}]"))
+        append(call_from_proto(kind, getattr(item, kind), f"calls[{i}]"))
     return calls
 
 
+_CallResult = ingest_pb2.CallResult
+
+
 def result_of(o: Outcome) -> ingest_pb2.CallResult:
-    return ingest_pb2.CallResult(index=o.index, event_id=o.event_id, error=o.error,
-                                 failed_event_id=o.failed_event_id, violations=o.violations)
+    if not o.error and not o.violations and not o.failed_event_id:  # an accepted call: only what is set
+        return _CallResult(index=o.index, event_id=o.event_id)
+    return _CallResult(index=o.index, event_id=o.event_id, error=o.error,
+                       failed_event_id=o.failed_event_id, violations=o.violations)
 
 
 class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):

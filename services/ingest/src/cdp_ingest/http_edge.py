@@ -42,9 +42,14 @@ from cdp_core.errors import InvalidArgument, NotFound
 from cdp_core.failed import JSON, Rejection, record_rejections
 from cdp_core.logs import get_logger
 
-from .domain.calls import MAX_BATCH_BYTES, MAX_BATCH_CALLS, MAX_EVENT_BYTES, Call, call_from_json
+from .domain.calls import MAX_BATCH_BYTES, MAX_BATCH_CALLS, MAX_EVENT_BYTES, Call, call_from_json, may_hold_big_int
 from .pipeline import Outcome, Pipeline, RateLimited
 from .sources import SourceRecord, SourceRegistry
+
+try:  # a faster parser for valid JSON; json.loads still decides every error (and NaN, huge ints)
+    from orjson import loads as _fast_loads
+except ImportError:  # pragma: no cover - orjson is optional
+    _fast_loads = None
 
 log = get_logger(__name__)
 
@@ -189,7 +194,12 @@ def basic_write_key(request: web.Request) -> str | None:
 
 def parse_json(text: bytes) -> dict:
     try:
-        obj = json.loads(text)
+        try:
+            if _fast_loads is None or may_hold_big_int(text):
+                raise ValueError
+            obj = _fast_loads(text)
+        except (ValueError, TypeError, RecursionError):  # anything orjson refuses: json.loads decides
+            obj = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         where = f" ({e.msg} at position {e.pos})" if isinstance(e, json.JSONDecodeError) else " (not UTF-8)"
         raise Refused(400, "invalid_json", f"is not valid JSON{where}", field="body") from None

@@ -21,9 +21,21 @@ from cdp_core.envelope import derived_id, ts_fields
 from cdp_core.errors import InvalidArgument
 
 try:  # a faster parser for valid JSON; json.loads still decides every error (and NaN, huge ints)
+    from orjson import dumps as _fast_dumps
     from orjson import loads as _fast_loads
 except ImportError:  # pragma: no cover - orjson is optional
-    _fast_loads = None
+    _fast_loads = _fast_dumps = None
+
+# orjson parses integers beyond 64 bits as floats (json.loads keeps them exact), and such an
+# integer has at least 20 digits in a row: texts with 20 digits in a row go to json.loads.
+_DIGITS_TO_ZERO = bytes(48 if 48 <= i <= 57 else 32 for i in range(256))
+_TWENTY_DIGITS = b"0" * 20
+
+
+def may_hold_big_int(data: bytes) -> bool:
+    """Whether JSON text (UTF-8) may hold an integer that orjson would parse as a float."""
+    return len(data) >= 20 and _TWENTY_DIGITS in data.translate(_DIGITS_TO_ZERO)
+
 
 KINDS = ("track", "identify", "page", "screen", "group", "alias")
 MAX_MESSAGE_ID = 128
@@ -128,6 +140,49 @@ def _depth_ok(value: Any, limit: int) -> bool:
     return True
 
 
+_FLOAT_EXACT = 1e-4  # orjson writes floats as repr() does, except 0 < |x| < 1e-4 (and NaN, inf)
+
+
+def _scan(value: dict, limit: int) -> tuple[bool, bool]:
+    """(nested at most `limit` deep, orjson.dumps writes it as json.dumps(separators=(",", ":"),
+    ensure_ascii=False) does). The second is True only for plain JSON values: str keys; str,
+    int, bool, None and floats that orjson formats like repr(); dicts and lists (no subclasses).
+    Ints beyond 64 bits and lone surrogates make orjson raise, which the caller handles."""
+    plain = True
+    stack = [(value, 1)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        v, d = pop()
+        if d > limit:
+            return False, plain
+        if isinstance(v, dict):
+            items = v.values()
+            if plain:
+                for k in v:
+                    if type(k) is not str:
+                        plain = False
+                        break
+        else:
+            items = v
+        for x in items:
+            t = type(x)
+            if t is str or t is int or t is bool or x is None:
+                continue
+            if t is dict or t is list:
+                push((x, d + 1))
+            elif t is float:
+                if not (_FLOAT_EXACT <= abs(x) < _INF or x == 0.0):
+                    plain = False
+            else:
+                plain = False
+                if isinstance(x, (dict, list)):
+                    push((x, d + 1))
+    return True, plain
+
+
+_INF = float("inf")
+
+
 def _object(call: Call, name: str, value: JsonField) -> tuple[dict, str]:
     """(parsed object, JSON text) of a JSON field; ({}, "") when absent."""
     if value is None or value == "":
@@ -135,7 +190,7 @@ def _object(call: Call, name: str, value: JsonField) -> tuple[dict, str]:
     if isinstance(value, str):
         try:
             try:
-                if _fast_loads is None:
+                if _fast_loads is None or may_hold_big_int(value.encode("utf-8", "surrogatepass")):
                     raise ValueError
                 obj = _fast_loads(value)
             except (ValueError, TypeError, RecursionError):  # anything orjson refuses: json.loads decides
@@ -151,11 +206,23 @@ def _object(call: Call, name: str, value: JsonField) -> tuple[dict, str]:
         raise InvalidArgument(f"must be a JSON object, not {type(obj).__name__}", field=_f(call, name))
     if len(obj) > MAX_KEYS:
         raise InvalidArgument(f"has {len(obj)} keys; the limit is {MAX_KEYS}", field=_f(call, name))
-    if (text is None or text.count("{") + text.count("[") > MAX_DEPTH) and not _depth_ok(obj, MAX_DEPTH):
+    if text is not None:
+        if text.count("{") + text.count("[") > MAX_DEPTH and not _depth_ok(obj, MAX_DEPTH):
+            raise InvalidArgument(f"is nested deeper than {MAX_DEPTH} levels", field=_f(call, name))
+        return obj, text
+    if _fast_dumps is None or type(obj) is not dict:
+        if not _depth_ok(obj, MAX_DEPTH):
+            raise InvalidArgument(f"is nested deeper than {MAX_DEPTH} levels", field=_f(call, name))
+        return obj, json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    depth_ok, plain = _scan(obj, MAX_DEPTH)
+    if not depth_ok:
         raise InvalidArgument(f"is nested deeper than {MAX_DEPTH} levels", field=_f(call, name))
-    if text is None:
-        text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
-    return obj, text
+    if plain:
+        try:
+            return obj, _fast_dumps(obj).decode()
+        except TypeError:  # orjson.JSONEncodeError: ints beyond 64 bits, lone surrogates
+            pass
+    return obj, json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
 
 def parse_time(call: Call, name: str, value: Any) -> datetime | None:
@@ -178,19 +245,35 @@ def parse_time(call: Call, name: str, value: Any) -> datetime | None:
 
 
 _last_ts: tuple = (None, None)
+_EventCollected = events_pb2.EventCollected
 
 
-def _ts(dt: datetime) -> Timestamp:
-    """envelope.ts(dt); the conversion is remembered for the last datetime object (a batch
-    shares one received_at, and most calls' timestamp is that same object)."""
+def _ts_fields(dt: datetime) -> tuple[int, int]:
+    """envelope.ts_fields(dt); the conversion is remembered for the last datetime object (a
+    batch shares one received_at, and most calls' timestamp is that same object)."""
     global _last_ts
     last = _last_ts
     if last[0] is dt:
-        seconds, nanos = last[1]
-    else:
-        seconds, nanos = ts_fields(dt)
-        _last_ts = (dt, (seconds, nanos))
+        return last[1]
+    fields = ts_fields(dt)
+    _last_ts = (dt, fields)
+    return fields
+
+
+def _ts(dt: datetime) -> Timestamp:
+    """envelope.ts(dt), through the remembered conversion."""
+    seconds, nanos = _ts_fields(dt)
     return Timestamp(seconds=seconds, nanos=nanos)
+
+
+def _set_ts(t: Timestamp, dt: datetime) -> None:
+    """Sets a message's Timestamp field (present, even at the epoch) to envelope.ts(dt)."""
+    seconds, nanos = _ts_fields(dt)
+    if seconds or nanos:
+        t.seconds = seconds
+        t.nanos = nanos
+    else:
+        t.SetInParent()
 
 
 def corrected_timestamp(received_at: datetime, timestamp: datetime | None, sent_at: datetime | None) -> datetime:
@@ -241,28 +324,40 @@ def accept(call: Call, source: Source, received_at: datetime, *, new_id: str | N
     sent_at = parse_time(call, "sentAt", call.sent_at)
     occurred_at = corrected_timestamp(received_at, original, sent_at)
     event_id = derived_id("ingest", source.source_id, message_id) if message_id else (new_id or str(uuid.uuid4()))
-    ev = events_pb2.EventCollected(
-        kind=kind,
-        message_id=message_id or event_id,
-        user_id=user_id,
-        anonymous_id=anonymous_id,
-        event=event,
-        name=name,
-        category=category,
-        group_id=group_id,
-        previous_id=previous_id,
-        properties_json=properties_text,
-        traits_json=traits_text,
-        context_json=context_text,
-        integrations_json=integrations_text,
-        source_id=source.source_id,
-        source_kind=source.kind,
-        identifiers=identifiers,
-        timestamp=_ts(occurred_at),
-        received_at=_ts(received_at),
-        original_timestamp=_ts(original) if original is not None else None,
-        sent_at=_ts(sent_at) if sent_at is not None else None,
-    )
+    # Only the fields that are set are passed (an empty string is the default anyway), and
+    # the timestamps are written in place: the same message, built about twice as fast.
+    ev = _EventCollected(kind=kind, message_id=message_id or event_id, source_id=source.source_id,
+                         source_kind=source.kind)
+    if user_id:
+        ev.user_id = user_id
+    if anonymous_id:
+        ev.anonymous_id = anonymous_id
+    if event:
+        ev.event = event
+    if name:
+        ev.name = name
+    if category:
+        ev.category = category
+    if group_id:
+        ev.group_id = group_id
+    if previous_id:
+        ev.previous_id = previous_id
+    if properties_text:
+        ev.properties_json = properties_text
+    if traits_text:
+        ev.traits_json = traits_text
+    if context_text:
+        ev.context_json = context_text
+    if integrations_text:
+        ev.integrations_json = integrations_text
+    if identifiers:
+        ev.identifiers.extend(identifiers)
+    _set_ts(ev.timestamp, occurred_at)
+    _set_ts(ev.received_at, received_at)
+    if original is not None:
+        _set_ts(ev.original_timestamp, original)
+    if sent_at is not None:
+        _set_ts(ev.sent_at, sent_at)
     size = ev.ByteSize()
     if size > MAX_EVENT_BYTES:
         raise InvalidArgument(f"the call is {size} bytes; the limit is {MAX_EVENT_BYTES}", field=_f(call, "properties"))
@@ -276,6 +371,7 @@ _JSON_KEYS = {
     "properties": "properties", "traits": "traits", "context": "context", "integrations": "integrations",
     "timestamp": "timestamp", "sentAt": "sent_at",
 }
+_JSON_ITEMS = tuple(_JSON_KEYS.items())
 
 
 def call_from_json(obj: Any, *, kind: str | None = None, path: str = "", defaults: dict | None = None) -> Call:
@@ -288,10 +384,7 @@ def call_from_json(obj: Any, *, kind: str | None = None, path: str = "", default
     k = kind or obj.get("type") or obj.get("action")
     if not isinstance(k, str) or k not in KINDS:
         raise InvalidArgument(f"unknown call type; one of {', '.join(KINDS)}", field=f"{path}.type" if path else "type")
-    call = Call(kind=k, path=path)
-    for key, attr in _JSON_KEYS.items():
-        if key in obj:
-            setattr(call, attr, obj[key])
+    call = Call(kind=k, path=path, **{attr: obj[key] for key, attr in _JSON_ITEMS if key in obj})
     if defaults:
         for key, attr in (("context", "context"), ("integrations", "integrations"), ("sentAt", "sent_at")):
             if getattr(call, attr) in (None, "") and key in defaults:
