@@ -22,6 +22,7 @@ import grpc
 
 from cdp_core import envelope
 from cdp_core.bus import Bus, Outgoing
+from cdp_core.cache import TtlCache
 from cdp_core.errors import CdpError, InvalidArgument
 from cdp_core.failed import JSON, Rejection, record_rejections
 from cdp_core.logs import get_logger
@@ -111,24 +112,21 @@ class Plans:
     """Compiled tracking plans per source, cached for a few seconds per replica."""
 
     def __init__(self, pool: asyncpg.Pool, clock=time.monotonic):
-        self.pool, self.clock = pool, clock
-        self._cache: dict[str, tuple[TrackingPlan | None, float]] = {}
+        self.pool = pool
+        self._cache: TtlCache[str, TrackingPlan | None] = TtlCache(PLAN_CACHE_TTL_S, clock=clock)
 
     def invalidate(self) -> None:
         self._cache.clear()
 
     async def get(self, source_id: str) -> TrackingPlan | None:
-        hit = self._cache.get(source_id)
-        now = self.clock()
-        if hit is not None and hit[1] > now:
-            return hit[0]
+        return await self._cache.get(source_id, self._load)
+
+    async def _load(self, source_id: str) -> TrackingPlan | None:
         row = await self.pool.fetchrow("SELECT * FROM tracking_plans WHERE source_id = $1", source_id)
-        plan = None
-        if row is not None:
-            plan = compile_plan(source_id, row["mode"], row["unplanned_events"], row["events"],
-                                row["identify_traits_schema"] or "")
-        self._cache[source_id] = (plan, now + PLAN_CACHE_TTL_S)
-        return plan
+        if row is None:
+            return None
+        return compile_plan(source_id, row["mode"], row["unplanned_events"], row["events"],
+                            row["identify_traits_schema"] or "")
 
 
 class Pipeline:

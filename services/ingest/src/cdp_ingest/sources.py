@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from cdp_core.cache import TtlCache
 from cdp_core.errors import AlreadyExists, InvalidArgument, NotFound
 
 from .domain.calls import Source
@@ -56,23 +57,19 @@ def _record(row) -> SourceRecord:
 
 class SourceRegistry:
     def __init__(self, pool: asyncpg.Pool, clock=time.monotonic):
-        self.pool, self.clock = pool, clock
-        self._by_hash: dict[str, tuple[SourceRecord | None, float]] = {}
+        self.pool = pool
+        self._by_hash: TtlCache[str, SourceRecord | None] = TtlCache(CACHE_TTL_S, clock=clock)
 
     def invalidate(self) -> None:
         self._by_hash.clear()
 
     async def by_write_key(self, write_key: str) -> SourceRecord | None:
         """The source of a write key (enabled or not), or None when unknown."""
-        h = hash_key(write_key)
-        hit = self._by_hash.get(h)
-        now = self.clock()
-        if hit is not None and hit[1] > now:
-            return hit[0]
-        row = await self.pool.fetchrow("SELECT * FROM sources WHERE write_key_hash = $1", h)
-        rec = _record(row) if row else None
-        self._by_hash[h] = (rec, now + CACHE_TTL_S)
-        return rec
+        return await self._by_hash.get(hash_key(write_key), self._load)
+
+    async def _load(self, key_hash: str) -> SourceRecord | None:
+        row = await self.pool.fetchrow("SELECT * FROM sources WHERE write_key_hash = $1", key_hash)
+        return _record(row) if row else None
 
     async def by_name(self, name: str) -> SourceRecord:
         row = await self.pool.fetchrow("SELECT * FROM sources WHERE name = $1", name)
