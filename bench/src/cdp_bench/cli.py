@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 
 from .ingest import run_ingest_bench
@@ -57,8 +58,19 @@ def parser(prog: str = "python -m cdp_bench") -> argparse.ArgumentParser:
     return p
 
 
+def _interrupt_on_sigterm() -> None:
+    """SIGTERM (a timeout, a CI stop) unwinds like Ctrl-C, so the benchmark stack's
+    `finally` stops the service processes and servers it started."""
+
+    def interrupt(signum, frame):  # noqa: ARG001
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def main(argv: list[str] | None = None, prog: str = "python -m cdp_bench") -> int:
     args = parser(prog).parse_args(argv)
+    _interrupt_on_sigterm()
     if args.bench == "ingest":
         result = asyncio.run(run_ingest_bench(args.events, args.concurrency, repetitions=args.repetitions))
     elif args.bench in ("ingest-batch", "ingest-http"):
