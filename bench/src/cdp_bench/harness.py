@@ -13,6 +13,7 @@ of the others are kept too).
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import os
 import platform
@@ -212,3 +213,19 @@ def percentile(values: list[float], p: float) -> float:
     lo = int(k)
     hi = min(lo + 1, len(xs) - 1)
     return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+
+
+async def paced(rate: float, n: int, send) -> int:
+    """Calls `send(i, scheduled_time)` for i < n as tasks at start + i/rate (open loop: a slow
+    answer does not delay the next send); returns n once all have finished."""
+    loop = asyncio.get_running_loop()
+    start = loop.time() + 0.05
+    tasks = []
+    for i in range(n):
+        at = start + i / rate
+        delay = at - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(send(i, at)))
+    await asyncio.gather(*tasks)
+    return n

@@ -30,7 +30,7 @@ from nats.js import api
 from cdp.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from cdp_core.bus import DUPLICATE_WINDOW_S, stream_name
 
-from .harness import compare, machine_info, now_iso, percentile, render_comparison
+from .harness import compare, machine_info, now_iso, paced, percentile, render_comparison
 from .stack import bench_stack
 
 TRACK_SUBJECT = "cdp.ingest.event.track"
@@ -306,23 +306,15 @@ async def open_loop(rate: float, items: list, send) -> tuple[list[float], int]:
     latencies: list[float] = []
     failures = 0
 
-    async def one(item, scheduled: float) -> None:
+    async def one(i: int, scheduled: float) -> None:
         nonlocal failures
         try:
-            await send(item)
+            await send(items[i])
             latencies.append(loop.time() - scheduled)
         except Exception:  # noqa: BLE001 - counted
             failures += 1
 
-    start = loop.time() + 0.05
-    tasks = []
-    for i, item in enumerate(items):
-        scheduled = start + i / rate
-        delay = scheduled - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.ensure_future(one(item, scheduled)))
-    await asyncio.gather(*tasks)
+    await paced(rate, len(items), one)
     return latencies, failures
 
 

@@ -38,7 +38,7 @@ from cdp.profile.v1 import profile_pb2, profile_pb2_grpc
 from cdp_core import envelope
 from cdp_core.bus import DUPLICATE_WINDOW_S, stream_name
 
-from .harness import compare, machine_info, now_iso, percentile
+from .harness import compare, machine_info, now_iso, paced, percentile
 from .stack import bench_stack
 
 IDENTIFY_SUBJECT = "cdp.ingest.event.identify"
@@ -53,22 +53,6 @@ def _summary(latencies_s: list[float], sent: int, errors: int) -> dict[str, floa
                 "sent": sent, "missing": sent, "errors": errors}
     return {"p50_ms": percentile(ms, 50), "p99_ms": percentile(ms, 99), "max_ms": max(ms), "count": len(ms),
             "sent": sent, "missing": sent - len(ms), "errors": errors}
-
-
-async def paced(rate: float, seconds: float, send) -> int:
-    """Calls `send(i, scheduled_time)` as tasks at start + i/rate (open loop); returns how many."""
-    loop = asyncio.get_running_loop()
-    n = max(1, int(rate * seconds))
-    start = loop.time() + 0.05
-    tasks = []
-    for i in range(n):
-        at = start + i / rate
-        delay = at - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(send(i, at)))
-    await asyncio.gather(*tasks)
-    return n
 
 
 class _Matcher:
@@ -202,7 +186,7 @@ async def run_latency_bench(rate: float = 200, seconds: float = 10, *, repetitio
                     if len(verify) < VERIFY_SAMPLE and i % 7 == 0:
                         verify.append((user, nonce))
 
-                n = await paced(rate, secs, send)
+                n = await paced(rate, max(1, int(rate * secs)), send)
                 await m.wait(n - errors, drain_timeout_s)
                 matcher = None
                 return _summary(m.latencies, n, errors)
@@ -223,7 +207,7 @@ async def run_latency_bench(rate: float = 200, seconds: float = 10, *, repetitio
                     except Exception:  # noqa: BLE001 - counted, the figure is what matters
                         errors += 1
 
-                n = await paced(rate, secs, send)
+                n = await paced(rate, max(1, int(rate * secs)), send)
                 await m.wait(n - errors, drain_timeout_s)
                 matcher = None
                 return _summary(m.latencies, n, errors)
