@@ -1,4 +1,4 @@
-"""The command line of the benchmarks: `python -m cdp_bench ingest|ingest-batch|ingest-http|latency [--json] ...`.
+"""The command line of the benchmarks: `python -m cdp_bench ingest|ingest-batch|ingest-http|latency|simulate|identity-accuracy [--json] ...`.
 
 Human output by default (figure, baseline, ratio); with --json exactly one JSON object on
 stdout. `cdp bench ...` calls the same functions (run_ingest_bench, run_latency_bench, render).
@@ -22,6 +22,8 @@ def render(result: dict) -> str:
         from .latency import render as r
     elif result.get("benchmark") == "simulate":
         from .simulate import render as r
+    elif result.get("benchmark") == "identity-accuracy":
+        from .identity_accuracy import render as r
     elif result.get("benchmark") in ("ingest-batch", "ingest-http"):
         from .ingest import render_batch as r
     else:
@@ -55,6 +57,10 @@ def parser(prog: str = "python -m cdp_bench") -> argparse.ArgumentParser:
     sim = sub.add_parser("simulate", help="simulator records/s beside serializing the same dicts to JSON lines")
     sim.add_argument("--events", type=int, default=1_000_000, help="records to generate (default 1,000,000)")
     sim.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    from .identity_accuracy import add_arguments as identity_accuracy_arguments
+
+    identity_accuracy_arguments(sub.add_parser(
+        "identity-accuracy", help="precision/recall of probabilistic matching on the simulator's offline records"))
     return p
 
 
@@ -82,6 +88,10 @@ def main(argv: list[str] | None = None, prog: str = "python -m cdp_bench") -> in
             latency_seconds=args.latency_seconds))
     elif args.bench == "latency":
         result = asyncio.run(run_latency_bench(args.rate, args.seconds, repetitions=args.repetitions))
+    elif args.bench == "identity-accuracy":
+        from .identity_accuracy import run as run_identity_accuracy
+
+        result = run_identity_accuracy(args)
     else:
         from .simulate import run_simulate_bench
 

@@ -72,6 +72,12 @@ class Delivery:
     subject: str
     stream_seq: int
     headers: dict[str, str]
+    rejection: str | None = None
+
+    def reject(self, reason: str) -> None:
+        """Keeps this message in failed events with the reason (`cdp failed list|replay`)
+        instead of applying it; the rest of the batch is applied."""
+        self.rejection = reason
 
     def payload(self, cls: type[Message]) -> Message:
         return envelope_mod.unpack(self.envelope, cls)
@@ -198,6 +204,8 @@ class ConsumerRunner:
         outbox = OutboxWriter()
         if not await self.p.handle(conn, d, outbox):
             raise ValueError(f"{self.p.name} has no handler for {d.envelope.type}")
+        if d.rejection is not None:
+            raise ValueError(d.rejection)
         await outbox.flush(conn)
 
     async def process(self, msgs: list[Msg]) -> BatchResult:
@@ -270,6 +278,9 @@ class ConsumerRunner:
                                                     attributes={"cdp.messages": len(todo)}):
                     result.applied = await self.p.handle_batch(conn, [d for _, d in todo], outbox)
                 result.ignored = len(todo) - result.applied
+                for m, d in todo:
+                    if d.rejection is not None:
+                        failures.append((m, d.rejection[:2000], d.envelope.event_id))
             else:
                 for m, d in todo:
                     mark = outbox.mark()
@@ -290,7 +301,9 @@ class ConsumerRunner:
                             log.error("message failed", consumer=self.p.name, stream_seq=d.stream_seq,
                                       event_type=d.envelope.type, error=type(e).__name__)
                             continue
-                    if handled:
+                    if d.rejection is not None:
+                        failures.append((m, d.rejection[:2000], d.envelope.event_id))
+                    elif handled:
                         result.applied += 1
                     else:
                         result.ignored += 1

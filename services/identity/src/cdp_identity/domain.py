@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 from cdp.ingest.v1 import events_pb2
 from cdp_core.errors import PoisonMessage
 
-from .normalize import DEFAULT_REGION, DEFAULT_TYPES, IdentifierTypes
+from .normalize import DEFAULT_REGION, DEFAULT_TYPES, IdentifierTypes, InvalidIdentifier, check
 from .normalize import normalize as _normalize
 
 # Order matters: the first identifier present names a new profile (deterministic id).
@@ -36,30 +37,49 @@ def _str(obj: dict, key: str) -> str:
     return value if isinstance(value, str) else ""
 
 
-def identifiers_of(ev: events_pb2.EventCollected, *, default_region: str = DEFAULT_REGION,
-                   types: IdentifierTypes = DEFAULT_TYPES) -> list[tuple[str, str]]:
-    """Every normalized (type, value) the event carries, in PRIORITY order, de-duplicated.
+@dataclass(frozen=True)
+class Extracted:
+    """What identity reads from an event: its usable identifiers (normalized, in PRIORITY
+    order), those that were malformed (type, reason — never the value), and its traits
+    (context.traits overlaid by traits) for probabilistic matching."""
 
-    From user_id, anonymous_id, traits.email, context.traits.email and the
-    explicit identifiers (built-in types, or custom types declared in `types`). Values that
-    do not normalize (malformed, too long, undeclared type) are left out; PoisonMessage
-    when none is left.
-    """
+    keys: list[tuple[str, str]]
+    invalid: list[tuple[str, str]]
+    traits: dict
+
+
+def extract(ev: events_pb2.EventCollected, *, default_region: str = DEFAULT_REGION,
+            types: IdentifierTypes = DEFAULT_TYPES) -> Extracted:
+    """From user_id, anonymous_id, traits.email/phone, context.traits.email/phone and the
+    explicit identifiers (built-in types, or custom types declared in `types`)."""
     found: list[tuple[str, str]] = [("user_id", ev.user_id), ("anonymous_id", ev.anonymous_id)]
     ctx = _traits(ev.context_json)
     context_traits = ctx.get("traits") if isinstance(ctx.get("traits"), dict) else {}
-    for traits in (_traits(ev.traits_json), context_traits):
-        found.append(("email", _str(traits, "email")))
-        # traits.phone is not an identifier yet: until the rules (blocked values such as
-        # placeholder numbers) are wired into the projection, it would merge strangers.
+    traits = _traits(ev.traits_json)
+    for t in (traits, context_traits):
+        found.append(("email", _str(t, "email")))
+        found.append(("phone", _str(t, "phone")))
     found.extend((i.type, i.value) for i in ev.identifiers)
     out: dict[tuple[str, str], None] = {}
+    invalid: list[tuple[str, str]] = []
     for t, v in found:
-        n = normalize(t, v, default_region=default_region, types=types)
-        if n is not None:
-            out[(t, n)] = None
-    ids = list(out)
+        if not v:
+            continue
+        try:
+            out[(t, check(t, v, default_region=default_region, types=types))] = None
+        except InvalidIdentifier as e:
+            invalid.append((t, e.reason))
+    rank = {t: i for i, t in enumerate(PRIORITY)}
+    keys = sorted(out, key=lambda tv: (rank.get(tv[0], len(PRIORITY)), tv[0], tv[1]))
+    return Extracted(keys, invalid, {**context_traits, **traits} if context_traits else traits)
+
+
+def identifiers_of(ev: events_pb2.EventCollected, *, default_region: str = DEFAULT_REGION,
+                   types: IdentifierTypes = DEFAULT_TYPES) -> list[tuple[str, str]]:
+    """Every normalized (type, value) the event carries, in PRIORITY order, de-duplicated.
+    Values that do not normalize (malformed, too long, undeclared type) are left out;
+    PoisonMessage when none is left."""
+    ids = extract(ev, default_region=default_region, types=types).keys
     if not ids:
         raise PoisonMessage("event carries no identifier")
-    rank = {t: i for i, t in enumerate(PRIORITY)}
-    return sorted(ids, key=lambda tv: (rank.get(tv[0], len(PRIORITY)), tv[0], tv[1]))
+    return ids

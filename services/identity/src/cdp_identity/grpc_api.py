@@ -1,36 +1,217 @@
-"""IdentityService: proto <-> domain mapping only."""
+"""IdentityService: proto <-> domain mapping; the graph work is in graphstore."""
 
 from __future__ import annotations
+
+import json
+import uuid
 
 import asyncpg
 
 from cdp.common.v1 import identifier_pb2
+from cdp.identity.v1 import events_pb2 as identity_events
 from cdp.identity.v1 import identity_pb2, identity_pb2_grpc
+from cdp_core import envelope
 from cdp_core.errors import InvalidArgument, NotFound
+from cdp_core.outbox import OutboxWriter
 
-from .domain import PRIORITY, normalize
+from . import graphstore as gs
+from .config import DEFAULT_YAML, ConfigStore
+from .normalize import InvalidIdentifier, check
 
 SERVICE = "cdp.identity.v1.IdentityService"
-SCOPES = {f"/{SERVICE}/ResolveIdentifier": "profiles:read"}
+_READ = ("ResolveIdentifier", "GetIdentityGraph", "ListMerges", "ExportGraph", "GetRules", "ListCandidates")
+_WRITE = ("SplitProfile", "ForgetProfile", "ApplyRules")
+SCOPES = {**{f"/{SERVICE}/{m}": "profiles:read" for m in _READ},
+          **{f"/{SERVICE}/{m}": "profiles:write" for m in _WRITE}}
+MAX_PAGE = 1000
+DEFAULT_PAGE = 100
+MAX_SPLIT_IDENTIFIERS = 1000
+
+
+def _page(size: int, token: str) -> tuple[int, int]:
+    if size < 0 or size > MAX_PAGE:
+        raise InvalidArgument(f"must be between 0 and {MAX_PAGE}", field="page_size")
+    try:
+        offset = int(token) if token else 0
+    except ValueError:
+        raise InvalidArgument("is not a token this service issued", field="page_token") from None
+    if offset < 0:
+        raise InvalidArgument("is not a token this service issued", field="page_token")
+    return size or DEFAULT_PAGE, offset
+
+
+def _next(offset: int, size: int, got: int) -> str:
+    return str(offset + size) if got == size else ""
+
+
+def _merge_pb(r: asyncpg.Record) -> identity_pb2.Merge:
+    m = identity_pb2.Merge(
+        merge_id=r["merge_id"], survivor_profile_id=r["survivor_id"], merged_profile_id=r["merged_id"],
+        rule=r["rule"], identifier=identifier_pb2.Identifier(type=r["identifier_type"], value=r["identifier_value"]),
+        event_id=r["event_id"], confidence=r["confidence"], survivor_reason=r["survivor_reason"],
+        details_json=r["details"] or "", undone_by_split=r["undone_by"] or "")
+    m.merged_at.FromDatetime(r["merged_at"])
+    return m
 
 
 class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
-    def __init__(self, pool: asyncpg.Pool):
-        self.pool = pool
+    def __init__(self, pool: asyncpg.Pool, config: ConfigStore, js=None):
+        self.pool, self.config, self.js = pool, config, js
+
+    async def _key(self, conn: asyncpg.Connection, ident, field: str) -> gs.Key:
+        cfg = await self.config.current(conn)
+        if ident.type not in cfg.types:
+            raise InvalidArgument(f"unknown identifier type; known: {', '.join(cfg.types.all)}", field=f"{field}.type")
+        try:
+            return (ident.type, check(ident.type, ident.value, default_region=cfg.default_region, types=cfg.types))
+        except InvalidIdentifier as e:
+            raise InvalidArgument(e.reason, field=f"{field}.value") from None
+
+    async def _profile(self, conn: asyncpg.Connection, ref, field: str = "profile") -> str:
+        """The live profile a reference names (a merged profile id names its survivor)."""
+        which = ref.WhichOneof("lookup")
+        if which == "identifier":
+            key = await self._key(conn, ref.identifier, f"{field}.identifier")
+            pid = await conn.fetchval("SELECT profile_id FROM identifiers WHERE type = $1 AND value = $2", *key)
+            if pid is None:
+                raise NotFound("no profile has this identifier", field=f"{field}.identifier")
+            return pid
+        if which != "profile_id" or not ref.profile_id:
+            raise InvalidArgument("give a profile_id or an identifier", field=field)
+        row = await conn.fetchrow("SELECT merged_into FROM profiles WHERE profile_id = $1", ref.profile_id)
+        if row is None:
+            raise NotFound("no such profile", field=f"{field}.profile_id")
+        return row["merged_into"] or ref.profile_id
 
     async def ResolveIdentifier(self, request, context) -> identity_pb2.ResolveIdentifierResponse:
-        ident = request.identifier
-        if ident.type not in PRIORITY:
-            raise InvalidArgument(f"unknown identifier type; known: {', '.join(PRIORITY)}", field="identifier.type")
-        value = normalize(ident.type, ident.value)
-        if value is None:
-            raise InvalidArgument("is empty or malformed", field="identifier.value")
         async with self.pool.acquire() as conn:
-            pid = await conn.fetchval("SELECT profile_id FROM identifiers WHERE type = $1 AND value = $2",
-                                      ident.type, value)
+            key = await self._key(conn, request.identifier, "identifier")
+            pid = await conn.fetchval("SELECT profile_id FROM identifiers WHERE type = $1 AND value = $2", *key)
             if pid is None:
                 raise NotFound("no profile has this identifier", field="identifier")
             rows = await conn.fetch("SELECT type, value FROM identifiers WHERE profile_id = $1 ORDER BY type, value", pid)
         return identity_pb2.ResolveIdentifierResponse(
-            profile_id=pid, identifiers=[identifier_pb2.Identifier(type=r["type"], value=r["value"]) for r in rows]
-        )
+            profile_id=pid, identifiers=[identifier_pb2.Identifier(type=r["type"], value=r["value"]) for r in rows])
+
+    async def GetIdentityGraph(self, request, context) -> identity_pb2.IdentityGraph:
+        async with self.pool.acquire() as conn:
+            pid = await self._profile(conn, request.profile)
+            ids = await conn.fetch("SELECT type, value, first_event_id, first_seq FROM identifiers "
+                                   "WHERE profile_id = $1 ORDER BY first_seq, type, value", pid)
+            merged = await conn.fetch("SELECT profile_id FROM profiles WHERE merged_into = $1 ORDER BY profile_id", pid)
+            merges = await conn.fetch("SELECT * FROM merges WHERE survivor_id = $1 AND undone_by IS NULL "
+                                      "ORDER BY merged_at, merge_id", pid)
+            count = await conn.fetchval("SELECT count(*) FROM resolutions WHERE profile_id = $1", pid)
+        return identity_pb2.IdentityGraph(
+            profile_id=pid,
+            identifiers=[identity_pb2.GraphIdentifier(identifier=identifier_pb2.Identifier(type=r[0], value=r[1]),
+                                                      first_event_id=r[2], first_seq=r[3]) for r in ids],
+            merged_profile_ids=[r[0] for r in merged], merges=[_merge_pb(r) for r in merges], event_count=count)
+
+    async def ListMerges(self, request, context) -> identity_pb2.ListMergesResponse:
+        size, offset = _page(request.page_size, request.page_token)
+        async with self.pool.acquire() as conn:
+            pid = await self._profile(conn, request.profile)
+            ids = [pid, *(r[0] for r in await conn.fetch("SELECT profile_id FROM profiles WHERE merged_into = $1", pid))]
+            rows = await conn.fetch(
+                "SELECT * FROM merges WHERE survivor_id = ANY($1::text[]) OR merged_id = ANY($1::text[]) "
+                "ORDER BY merged_at DESC, merge_id LIMIT $2 OFFSET $3", ids, size, offset)
+        return identity_pb2.ListMergesResponse(merges=[_merge_pb(r) for r in rows],
+                                               next_page_token=_next(offset, size, len(rows)))
+
+    async def SplitProfile(self, request, context) -> identity_pb2.SplitProfileResponse:
+        if not request.identifiers:
+            raise InvalidArgument("name at least one identifier to separate", field="identifiers")
+        if len(request.identifiers) > MAX_SPLIT_IDENTIFIERS:
+            raise InvalidArgument(f"at most {MAX_SPLIT_IDENTIFIERS} identifiers", field="identifiers")
+        if self.js is None:
+            raise InvalidArgument("this server cannot read the log of record", field="profile")
+        outbox = OutboxWriter()
+        async with self.pool.acquire() as conn, conn.transaction():
+            pid = await self._profile(conn, request.profile)
+            named = [await self._key(conn, i, f"identifiers[{n}]") for n, i in enumerate(request.identifiers)]
+            await gs.lock_profiles(conn, {pid})
+            mine = {(r[0], r[1]) for r in await conn.fetch(
+                "SELECT type, value FROM identifiers WHERE profile_id = $1", pid)}
+            missing = [n for n, k in enumerate(named) if k not in mine]
+            if missing:
+                raise InvalidArgument("is not an identifier of this profile", field=f"identifiers[{missing[0]}]")
+            side = set(named)
+            if side >= mine:
+                raise InvalidArgument("would leave the profile with no identifier: keep at least one",
+                                      field="identifiers")
+            split_id = str(uuid.uuid4())
+            await conn.executemany(
+                "INSERT INTO separations (type, value, split_id, side) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                [(t, v, split_id, 1 if (t, v) in side else 0) for t, v in sorted(mine)])
+            cfg = await self.config.current(conn)
+            done = await gs.rebuild_profiles(conn, self.js, cfg.rules, {pid}, split_id=split_id, rule="manual",
+                                             reason=request.reason or "split by an operator", profile_id=pid,
+                                             outbox=outbox)
+            await outbox.flush(conn)
+        return identity_pb2.SplitProfileResponse(
+            split_id=split_id, events_rebuilt=done.events,
+            profiles=[identity_pb2.ProfileGraphEntry(profile_id=p, identifiers=[gs.ident(k) for k in ks])
+                      for p, ks in sorted(done.profiles.items())])
+
+    async def ForgetProfile(self, request, context) -> identity_pb2.ForgetProfileResponse:
+        outbox = OutboxWriter()
+        async with self.pool.acquire() as conn, conn.transaction():
+            pid = await self._profile(conn, request.profile)
+            ids, n = await gs.forget(conn, pid)
+            outbox.add(envelope.make(
+                "cdp.identity.forgotten",
+                identity_events.ProfileForgotten(profile_id=pid, profile_ids=ids, reason=request.reason),
+                producer="identity", event_id=envelope.derived_id("forgotten", pid)))
+            await outbox.flush(conn)
+        return identity_pb2.ForgetProfileResponse(profile_ids=ids, identifiers_forgotten=n)
+
+    async def ExportGraph(self, request, context):
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            current: identity_pb2.ProfileGraphEntry | None = None
+            async for t, v, pid in conn.cursor("SELECT type, value, profile_id FROM identifiers "
+                                               "ORDER BY profile_id, type, value", prefetch=5000):
+                if current is None or current.profile_id != pid:
+                    if current is not None:
+                        yield current
+                    current = identity_pb2.ProfileGraphEntry(profile_id=pid)
+                current.identifiers.append(identifier_pb2.Identifier(type=t, value=v))
+            if current is not None:
+                yield current
+
+    async def _rules(self, conn: asyncpg.Connection) -> identity_pb2.Rules:
+        cfg = await self.config.current(conn)
+        out = identity_pb2.Rules(yaml=cfg.yaml if cfg.version else DEFAULT_YAML.lstrip(), version=cfg.version)
+        at = await self.config.applied_at(conn, cfg.version) if cfg.version else None
+        if at is not None:
+            out.applied_at.FromDatetime(at)
+        return out
+
+    async def GetRules(self, request, context) -> identity_pb2.Rules:
+        async with self.pool.acquire() as conn:
+            return await self._rules(conn)
+
+    async def ApplyRules(self, request, context) -> identity_pb2.Rules:
+        cfg = self.config.parse(request.yaml)  # RulesError (InvalidArgument) names the field at fault
+        if request.dry_run:
+            return identity_pb2.Rules(yaml=cfg.yaml)
+        async with self.pool.acquire() as conn:
+            await self.config.apply(conn, request.yaml)
+            return await self._rules(conn)
+
+    async def ListCandidates(self, request, context) -> identity_pb2.ListCandidatesResponse:
+        size, offset = _page(request.page_size, request.page_token)
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT c.* FROM candidates c WHERE EXISTS (SELECT 1 FROM profiles p WHERE p.profile_id = c.profile_id "
+                "AND p.merged_into IS NULL) AND EXISTS (SELECT 1 FROM profiles p WHERE p.profile_id = c.other_profile_id"
+                " AND p.merged_into IS NULL) ORDER BY probability DESC, profile_id, other_profile_id "
+                "LIMIT $1 OFFSET $2", size, offset)
+        out = identity_pb2.ListCandidatesResponse(next_page_token=_next(offset, size, len(rows)))
+        for r in rows:
+            c = out.candidates.add(profile_id=r["profile_id"], other_profile_id=r["other_profile_id"],
+                                   probability=r["probability"], weight=r["weight"],
+                                   details_json=json.dumps(r["details"]) if not isinstance(r["details"], str)
+                                   else r["details"], event_id=r["event_id"])
+            c.found_at.FromDatetime(r["found_at"])
+        return out

@@ -1,35 +1,49 @@
 """The identity projection: resolves every ingest event to a canonical profile.
 
-A batch of events (cdp.ingest.event.*) is applied with a few set-based statements:
-skip event ids already seen; lock every identifier of the batch (advisory locks in a
-fixed order, so concurrent replicas serialize on shared identifiers); read their
-profiles; then resolve the events in log order in memory — an event whose identifiers
-are unknown gets a new profile whose id derives from its highest-priority identifier;
-an event whose identifiers belong to several profiles merges them into the oldest
-(lowest creating log sequence, then lowest id), emitting `cdp.identity.merged` with
-provenance — and write new profiles, new identifiers and merges back. Every event
-yields `cdp.identity.resolved`.
+A batch of events (cdp.ingest.event.*) is applied in one transaction:
+
+1. event ids already seen are skipped (a client retry days later is applied once);
+2. identifiers are read and normalized (domain.extract); forgotten ones (tombstones) and
+   malformed ones are left out and reported on the resolved event;
+3. the identifiers and the profiles owning them are locked (graphstore.load_for) and
+   loaded into a `Graph`, which resolves the events in log order under the active rules
+   (config.ConfigStore): new profiles, new identifiers, merges with provenance, links the
+   rules drop (each with its reason);
+4. offline records that created a profile are matched probabilistically against the
+   records of existing profiles (matching.py): above the threshold they merge, with the
+   match probability as confidence; in the review band they become candidates;
+5. the graph's changes and each event's resolution are written back, and the outbox gets
+   `cdp.identity.resolved` for every event and `cdp.identity.merged` for every merge;
+6. a profile an order-dependent rule acted on out of log order (two resolvers sharing the
+   stream) is rebuilt in log order (graphstore.rebuild_profiles), so the graph is the one
+   a single resolver would build.
+
+An event whose identifiers the rules all drop is kept in failed events with the reason.
 """
 
 from __future__ import annotations
 
-import asyncpg
+import hashlib
+import json
 
-from cdp.common.v1 import identifier_pb2
+import asyncpg
+import structlog
+
 from cdp.identity.v1 import events_pb2 as identity_events
 from cdp.ingest.v1 import events_pb2 as ingest_events
 from cdp_core import envelope
 from cdp_core.consumer import Delivery, Projection, handles
 from cdp_core.outbox import OutboxWriter
 
-from .domain import identifiers_of
+from . import graphstore as gs
+from .config import ConfigStore, IdentityConfig
+from .domain import extract
+from .graph import Graph, Outcome
+from .rules import Provenance, Unresolvable
 
 INGEST_KINDS = ("track", "identify", "page", "screen", "group", "alias")
-Key = tuple[str, str]
-
-
-def profile_id_for(type_: str, value: str) -> str:
-    return envelope.derived_id("profile", type_, value)
+MAX_CANDIDATES_PER_KEY = 200  # profiles read per blocking key when matching one record
+log = structlog.get_logger("cdp.identity")
 
 
 class IdentityProjection(Projection):
@@ -37,95 +51,165 @@ class IdentityProjection(Projection):
     source = "ingest"
     subjects = ["cdp.ingest.event.>"]
 
+    def __init__(self, config: ConfigStore, js=None):
+        super().__init__()
+        self.config = config
+        self.js = js  # JetStream context: rebuilds read events back from the log of record
+        self.forgotten_skipped = 0
+
     @handles(*(f"cdp.ingest.event.{k}" for k in INGEST_KINDS), batch=True)
     async def on_events(self, conn: asyncpg.Connection, ds: list[Delivery], outbox: OutboxWriter) -> None:
+        cfg = await self.config.current(conn)
         fresh = {r[0] for r in await conn.fetch(
             "INSERT INTO seen_events (event_id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING RETURNING event_id",
             [d.envelope.event_id for d in ds])}
-        work: list[tuple[Delivery, ingest_events.EventCollected, list[Key]]] = []
+        work = []
         for d in ds:
             if d.envelope.event_id in fresh:  # else: the same event again (a client retry): applied once
                 fresh.discard(d.envelope.event_id)
                 ev = d.payload(ingest_events.EventCollected)
-                work.append((d, ev, identifiers_of(ev)))
+                work.append((d, ev, extract(ev, default_region=cfg.default_region, types=cfg.types)))
         if not work:
             return
-        keys = sorted({k for _, _, ids in work for k in ids})
-        await conn.execute(
-            "SELECT pg_advisory_xact_lock(h) FROM (SELECT hashtextextended(t || chr(31) || v, 0) AS h "
-            "FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS x(t, v, n) ORDER BY n) s",
-            [t for t, _ in keys], [v for _, v in keys])
+        all_keys = {k for _, _, x in work for k in x.keys}
+        gone = await gs.forgotten(conn, all_keys)
+        keys = sorted(all_keys - gone)
+        nodes = await gs.load_for(conn, keys)
+        g = Graph(cfg.rules, nodes, separations=await gs.separations(
+            conn, {*keys, *(k for n in nodes for k in n.keys())}))
+        g.taken.update(await gs.taken_ids(conn, g, keys))
+        resolutions: list[gs.Resolution] = []
+        records: list[tuple[gs.Resolution, dict]] = []
+        rebuild: set[str] = set()
+        for d, ev, x in work:
+            mine = [k for k in x.keys if k not in gone]
+            extra = [identity_events.DroppedIdentifier(identifier=gs.ident(k), rule="forgotten",
+                                                       reason="belongs to a forgotten person") for k in x.keys if k in gone]
+            extra += [identity_events.DroppedIdentifier(identifier=gs.ident((t, "")), rule="invalid", reason=why)
+                      for t, why in x.invalid]
+            if not mine:
+                if x.keys:
+                    self.forgotten_skipped += 1  # a forgotten person's event: not brought back
+                    log.info("event of a forgotten person skipped", event_id=d.envelope.event_id)
+                else:
+                    d.reject("event carries no usable identifier"
+                             + "".join(f"; {t} {why}" for t, why in x.invalid))
+                continue
+            try:
+                out = g.resolve(d.stream_seq, d.envelope.event_id, mine)
+            except Unresolvable as e:
+                d.reject(f"identity rules dropped every identifier: {e}")
+                resolutions.append(gs.Resolution(d.stream_seq, d.envelope.event_id, mine, None))
+                continue
+            r = gs.Resolution(d.stream_seq, d.envelope.event_id, mine, out)
+            resolutions.append(r)
+            for m in out.merges:
+                outbox.add(gs.merged_event(m, d.envelope.event_id, d.envelope))
+            outbox.add(gs.resolved_event(d.envelope, ev, out, out.profile_id, extra))
+            if out.needs_rebuild:
+                rebuild.add(out.profile_id)
+            if cfg.matching.enabled and x.traits:
+                records.append((r, x.traits))
+        matched = await self._match(conn, g, cfg, records, outbox) if records else []
+        await gs.write(conn, g, resolutions)
+        if matched:
+            await self._store_records(conn, g, matched)
+        if rebuild and self.js is not None:
+            live = {g.canonical(p) for p in rebuild}
+            first = min(r.seq for r in resolutions if r.outcome and r.outcome.needs_rebuild)
+            split_id = envelope.derived_id("split", "log-order", str(first), *sorted(live))
+            done = await gs.rebuild_profiles(conn, self.js, cfg.rules, live, split_id=split_id, rule="log-order",
+                                             reason=f"events applied out of log order (from sequence {first})",
+                                             profile_id=min(live), outbox=outbox, always=False)
+            if done.changed:
+                log.info("profiles rebuilt in log order", profiles=len(done.removed), events=done.events)
+
+    # --- probabilistic matching ----------------------------------------------------------
+
+    async def _match(self, conn: asyncpg.Connection, g: Graph, cfg: IdentityConfig,
+                     records: list[tuple[gs.Resolution, dict]], outbox: OutboxWriter) -> list[tuple]:
+        """Matches the records that created a profile; returns (profile id, record, blocking
+        keys) for every record, to store."""
+        from .matching import MatchModel, Thresholds, best_matches, blocking_keys, record_from_traits
+
+        model = MatchModel.from_dict(cfg.matching.model) if cfg.matching.model else MatchModel.default()
+        thresholds = Thresholds(match=cfg.matching.match, review=cfg.matching.review)
+        batch: list[tuple[str, object, list[str]]] = []  # (profile id, record, blocking keys) seen in this batch
+        for r, traits in records:
+            rec = record_from_traits(traits, default_region=cfg.default_region)
+            if rec is None:
+                continue
+            keys = blocking_keys(rec)
+            out: Outcome = r.outcome  # type: ignore[assignment]
+            pid = g.canonical(out.profile_id)
+            if out.created and not out.merges:
+                cands = await self._candidates(conn, keys, exclude=pid)
+                cands += [(p, c) for p, c, ks in batch if set(ks) & set(keys) and g.canonical(p) != pid]
+                cands = [(g.canonical(p), c) for p, c in cands if g.canonical(p) != pid]
+                matches, review = best_matches(model, rec, cands, thresholds)
+                targets = {p for p, _ in matches}
+                if len(targets) == 1:
+                    other, score = matches[0]
+                    await self._merge(conn, g, pid, other, score, r, outbox)
+                    pid = g.canonical(pid)
+                elif targets:  # ambiguous: more than one person matches — a miss beats a wrong merge
+                    review = matches + review
+                for other, score in review:
+                    await conn.execute(
+                        "INSERT INTO candidates (profile_id, other_profile_id, probability, weight, details, event_id) "
+                        "VALUES ($1, $2, $3, $4, $5::jsonb, $6) ON CONFLICT (profile_id, other_profile_id) DO UPDATE "
+                        "SET probability = excluded.probability, weight = excluded.weight, details = excluded.details",
+                        pid, g.canonical(other), score.probability, score.weight, json.dumps(_details(score)),
+                        r.event_id)
+            batch.append((pid, rec, keys))
+        return batch
+
+    async def _candidates(self, conn: asyncpg.Connection, keys: list[str], exclude: str) -> list[tuple[str, object]]:
+        from .matching import MatchRecord
+
         rows = await conn.fetch(
-            "SELECT i.type, i.value, i.profile_id, p.created_seq FROM identifiers i JOIN profiles p USING (profile_id) "
-            "WHERE (i.type, i.value) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
-            [t for t, _ in keys], [v for _, v in keys])
-        graph: dict[Key, str] = {(r["type"], r["value"]): r["profile_id"] for r in rows}
-        created: dict[str, int] = {r["profile_id"]: r["created_seq"] for r in rows}
-        new_profiles: dict[str, int] = {}
-        new_identifiers: list[tuple[str, str, str, str]] = []
-        merges: list[tuple[str, str, Key, Delivery, str]] = []
-        for d, ev, ids in work:
-            event_id = d.envelope.event_id
-            pids = {graph[k] for k in ids if k in graph}
-            if not pids:
-                pid = profile_id_for(*ids[0])
-                new_profiles.setdefault(pid, d.stream_seq)
-                created.setdefault(pid, d.stream_seq)
-            else:
-                ordered = sorted(pids, key=lambda p: (created[p], p))
-                pid = ordered[0]
-                for other in ordered[1:]:
-                    link = next(k for k in ids if graph.get(k) == other)
-                    reason = f"older profile (created at log sequence {created[pid]})"
-                    merges.append((pid, other, link, d, reason))
-                    for k, p in graph.items():
-                        if p == other:
-                            graph[k] = pid
-                    outbox.add(self._merged_event(d, pid, other, link, reason))
-            new = [k for k in ids if k not in graph]
-            for k in new:
-                graph[k] = pid
-                new_identifiers.append((k[0], k[1], pid, event_id))
-            resolved = identity_events.IdentityResolved(
-                event=ev,
-                profile_id=pid,
-                event_id=event_id,
-                identifiers=[identifier_pb2.Identifier(type=t, value=v) for t, v in ids],
-                new_identifiers=[identifier_pb2.Identifier(type=t, value=v) for t, v in new],
-            )
-            outbox.add(envelope.make("cdp.identity.resolved", resolved, producer="identity",
-                                     event_id=envelope.derived_id("resolved", event_id), cause=d.envelope))
-        # new rows first, then the merges in log order (they re-point rows written above)
-        if new_profiles:
-            await conn.execute(
-                "INSERT INTO profiles (profile_id, created_seq) SELECT * FROM unnest($1::text[], $2::bigint[]) "
-                "ON CONFLICT DO NOTHING", list(new_profiles), list(new_profiles.values()))
-        if new_identifiers:
-            await conn.copy_records_to_table("identifiers", records=new_identifiers,
-                                             columns=["type", "value", "profile_id", "first_event_id"])
-        for survivor, merged, link, d, reason in merges:
-            await self._merge(conn, d, survivor, merged, link, reason)
+            "SELECT r.profile_id, r.record FROM (SELECT DISTINCT b.profile_id FROM unnest($1::text[]) k "
+            "CROSS JOIN LATERAL (SELECT profile_id FROM match_blocks WHERE block_key = k LIMIT $3) b) c "
+            "JOIN match_records r USING (profile_id) WHERE r.profile_id <> $2", keys, exclude, MAX_CANDIDATES_PER_KEY)
+        return [(p, MatchRecord.from_dict(json.loads(rec) if isinstance(rec, str) else rec)) for p, rec in rows]
+
+    async def _merge(self, conn: asyncpg.Connection, g: Graph, pid: str, other: str, score, r: gs.Resolution,
+                     outbox: OutboxWriter) -> None:
+        if other not in g.nodes:
+            for n in await gs.load_nodes(conn, {other}):
+                g.nodes[n.profile_id] = n
+                for k in n.keys():
+                    g.owner[k] = n.profile_id
+            if other not in g.nodes:  # merged or forgotten meanwhile
+                return
+        a, b = sorted((g.nodes[pid], g.nodes[other]), key=lambda n: (n.created_seq, n.profile_id))
+        why = f"older profile (created at log sequence {a.created_seq})"
+        prov = Provenance("probabilistic", r.keys[0], round(score.probability, 6), why,
+                          {"matched_profile_id": other, **_details(score)})
+        m = g.merge(a.profile_id, b.profile_id, prov, r.event_id)
+        outbox.add(gs.merged_event(m, r.event_id, None))
 
     @staticmethod
-    def _merged_event(d: Delivery, survivor: str, merged: str, link: Key, reason: str) -> envelope.Envelope:
-        msg = identity_events.ProfilesMerged(
-            survivor_profile_id=survivor,
-            merged_profile_id=merged,
-            rule="shared-identifier",
-            identifier=identifier_pb2.Identifier(type=link[0], value=link[1]),
-            event_id=d.envelope.event_id,
-            confidence=1.0,
-            survivor_reason=reason,
-        )
-        return envelope.make("cdp.identity.merged", msg, producer="identity",
-                             event_id=envelope.derived_id("merged", d.envelope.event_id, merged), cause=d.envelope)
+    async def _store_records(conn: asyncpg.Connection, g: Graph, matched: list[tuple]) -> None:
+        rows, blocks = {}, set()
+        for pid, rec, keys in matched:
+            pid = g.canonical(pid)
+            data = rec.to_dict()
+            rid = hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()
+            rows[(pid, rid)] = json.dumps(data)
+            blocks.update((k, pid) for k in keys)
+        if rows:
+            await conn.execute(
+                "INSERT INTO match_records (profile_id, record_id, record) "
+                "SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[]) ON CONFLICT DO NOTHING",
+                [k[0] for k in rows], [k[1] for k in rows], list(rows.values()))
+        if blocks:
+            await conn.execute(
+                "INSERT INTO match_blocks (block_key, profile_id) SELECT * FROM unnest($1::text[], $2::text[]) "
+                "ON CONFLICT DO NOTHING", [b[0] for b in blocks], [b[1] for b in blocks])
 
-    async def _merge(self, conn, d: Delivery, survivor: str, merged: str, link: Key, reason: str) -> None:
-        await conn.execute("UPDATE identifiers SET profile_id = $1 WHERE profile_id = $2", survivor, merged)
-        await conn.execute("UPDATE profiles SET merged_into = $1 WHERE profile_id = $2 OR merged_into = $2",
-                           survivor, merged)
-        await conn.execute(
-            "INSERT INTO merges (merge_id, survivor_id, merged_id, rule, identifier_type, identifier_value, event_id,"
-            " confidence, survivor_reason) VALUES ($1, $2, $3, 'shared-identifier', $4, $5, $6, 1.0, $7)",
-            envelope.derived_id("merged", d.envelope.event_id, merged), survivor, merged, link[0], link[1],
-            d.envelope.event_id, reason)
+
+def _details(score) -> dict:
+    return {"weight": round(score.weight, 4), "probability": round(score.probability, 6),
+            "comparisons": [{"field": c.field, "level": c.level, "weight": round(c.weight, 4)}
+                            for c in score.comparisons]}

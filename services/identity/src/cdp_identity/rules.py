@@ -95,6 +95,7 @@ class Provenance:
     identifier: Key | None
     confidence: float
     reason: str
+    details: Mapping | None = None  # e.g. a probabilistic match's weight and comparisons
 
 
 @dataclass(frozen=True)
@@ -319,14 +320,26 @@ def _conflict(rules: Rules, side: Mapping[str, set[str] | frozenset[str]],
     return None
 
 
+def _separated(tags: set[tuple[str, int]], adding: set[tuple[str, int]]) -> str | None:
+    """The split that keeps two sides apart: a split id tagged with different sides on each."""
+    sides = dict(tags)
+    for split_id, side in sorted(adding):
+        if split_id in sides and sides[split_id] != side:
+            return split_id
+    return None
+
+
 def decide(rules: Rules, identifiers: Iterable[Key], profiles: Iterable[Profile], *,
-           sightings: Mapping[Key, int] | None = None) -> Decision:
+           sightings: Mapping[Key, int] | None = None,
+           separations: Mapping[Key, frozenset[tuple[str, int]]] | None = None) -> Decision:
     """The decision for one event.
 
     identifiers: the event's normalized identifiers. profiles: the current profiles that
     any of them belongs to (others are ignored). sightings: for the types in
     `shared_max_profiles`, how many distinct profiles each value has been presented with
-    so far (kept by the caller). Unresolvable when every identifier is dropped; ValueError
+    so far (kept by the caller). separations: for identifiers a split separated, the
+    (split id, side) tags; identifiers tagged with different sides of one split never join
+    one profile (rule "split"). Unresolvable when every identifier is dropped; ValueError
     when an identifier belongs to two of the profiles (the graph is inconsistent).
     """
     incoming = sorted(set(identifiers), key=rules.sort_key)
@@ -358,6 +371,8 @@ def decide(rules: Rules, identifiers: Iterable[Key], profiles: Iterable[Profile]
         usable.append(k)
 
     side: dict[str, set[str]] = {}
+    tags: set[tuple[str, int]] = set()
+    sep = separations or {}
     accepted: list[Key] = []
     joined: dict[str, Profile] = {}
     via: dict[str, Key] = {}
@@ -368,6 +383,13 @@ def decide(rules: Rules, identifiers: Iterable[Key], profiles: Iterable[Profile]
             continue
         adding = p.identifiers if p is not None else {k[0]: frozenset((k[1],))}
         conflict = _conflict(rules, side, adding, merging=p is not None)
+        adding_tags: set[tuple[str, int]] = set()
+        if sep:
+            for key in (p.keys() if p is not None else (k,)):
+                adding_tags.update(sep.get(key, ()))
+            split_id = _separated(tags, adding_tags) if conflict is None else None
+            if split_id is not None:
+                conflict = ("split", f"separated from the profile by split {split_id}")
         if conflict is not None:
             rule, why = conflict
             kept = accepted[0]
@@ -377,6 +399,7 @@ def decide(rules: Rules, identifiers: Iterable[Key], profiles: Iterable[Profile]
             continue
         for t, vs in adding.items():
             side.setdefault(t, set()).update(vs)
+        tags |= adding_tags
         accepted.append(k)
         if p is not None:
             joined[p.profile_id] = p

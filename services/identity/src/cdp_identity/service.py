@@ -8,13 +8,25 @@ from pathlib import Path
 from cdp.identity.v1 import identity_pb2_grpc
 from cdp_core.service import Runtime, ServiceSpec
 
+from .config import REGION_OPTION, TYPES_OPTION, ConfigStore
 from .grpc_api import SCOPES, SERVICE, IdentityServicer
+from .normalize import DEFAULT_REGION
 from .projection import IdentityProjection
 from .retention import DEFAULT_RETENTION_DAYS, RETENTION_OPTION, retention_days, run_pruning
 
 
+def config_store(rt: Runtime) -> ConfigStore:
+    """One per process, shared by the projection and the API."""
+    if "config" not in rt.extras:
+        types = tuple(t.strip() for t in rt.settings.option(TYPES_OPTION, "").split(",") if t.strip())
+        rt.extras["config"] = ConfigStore(default_types=types,
+                                          default_region=rt.settings.option(REGION_OPTION, DEFAULT_REGION))
+    return rt.extras["config"]
+
+
 def add_servicers(rt: Runtime, server) -> None:
-    identity_pb2_grpc.add_IdentityServiceServicer_to_server(IdentityServicer(rt.pool), server)
+    identity_pb2_grpc.add_IdentityServiceServicer_to_server(IdentityServicer(rt.pool, config_store(rt), rt.bus.js),
+                                                            server)
 
 
 async def on_start(rt: Runtime) -> None:
@@ -37,7 +49,7 @@ SPEC = ServiceSpec(
     add_servicers=add_servicers,
     migrations=Path(__file__).parent / "migrations",
     consumes=["ingest"],
-    projections=lambda rt: [IdentityProjection()],
+    projections=lambda rt: [IdentityProjection(config_store(rt), rt.bus.js)],
     on_start=on_start,
     on_stop=on_stop,
 )

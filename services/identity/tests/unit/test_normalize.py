@@ -137,14 +137,15 @@ def test_nul_characters_are_refused():
 
 # --- identifiers_of with the new normalization ----------------------------------------
 
-def test_explicit_phones_are_normalized_but_trait_phones_are_not_identifiers_yet():
+def test_explicit_and_trait_phones_are_normalized():
     ev = events_pb2.EventCollected(
         kind="identify", user_id="u1",
         traits_json=json.dumps({"phone": "(201) 555-0123", "email": " Ada@Example.com"}),
         context_json=json.dumps({"traits": {"phone": "+34 612 345 678"}}),
         identifiers=[identifier_pb2.Identifier(type="phone", value="+34 612 345 678")],
     )
-    assert identifiers_of(ev) == [("user_id", "u1"), ("email", "ada@example.com"), ("phone", "+34612345678")]
+    assert identifiers_of(ev) == [("user_id", "u1"), ("email", "ada@example.com"), ("phone", "+12015550123"),
+                                  ("phone", "+34612345678")]
 
 
 def test_the_default_region_is_a_parameter():

@@ -63,7 +63,7 @@ def traits_of(traits_json: str) -> dict:
 class ProfileProjection(Projection):
     name = "profile"
     source = "identity"
-    subjects = ["cdp.identity.resolved", "cdp.identity.merged"]
+    subjects = ["cdp.identity.resolved", "cdp.identity.merged", "cdp.identity.split", "cdp.identity.forgotten"]
 
     @handles("cdp.identity.resolved", batch=True)
     async def on_resolved(self, conn: asyncpg.Connection, ds: list[Delivery], outbox: OutboxWriter) -> None:
@@ -133,7 +133,12 @@ class ProfileProjection(Projection):
         survivor = canon.get(m.survivor_profile_id, m.survivor_profile_id)
         merged = m.merged_profile_id
         if survivor == merged:
-            return
+            if canon.get(m.survivor_profile_id) != merged:
+                return
+            # Identity brought back a profile merged into this one earlier (events applied
+            # out of log order): the old survivor now folds into it.
+            survivor = m.survivor_profile_id
+            await conn.execute("UPDATE profiles SET merged_into = NULL WHERE profile_id = $1", survivor)
         await conn.execute("INSERT INTO profiles (profile_id) VALUES ($1) ON CONFLICT DO NOTHING", survivor)
         await conn.execute(
             "INSERT INTO profiles (profile_id, merged_into) VALUES ($1, $2) "
@@ -162,3 +167,24 @@ class ProfileProjection(Projection):
             event_id=envelope.derived_id("profile.changed", d.envelope.event_id),
             cause=d.envelope,
         ))
+
+    @handles("cdp.identity.split")
+    async def on_split(self, conn: asyncpg.Connection, d: Delivery, outbox: OutboxWriter) -> None:
+        """Drops everything held for the split profiles: identity re-emits every one of their
+        events (resolved, rebuilt_by = the split) right after, and they are rebuilt from them."""
+        s = d.payload(identity_events.ProfilesSplit)
+        await forget_profiles(conn, set(s.removed_profile_ids))
+
+    @handles("cdp.identity.forgotten")
+    async def on_forgotten(self, conn: asyncpg.Connection, d: Delivery, outbox: OutboxWriter) -> None:
+        f = d.payload(identity_events.ProfileForgotten)
+        await forget_profiles(conn, {f.profile_id, *f.profile_ids})
+
+
+async def forget_profiles(conn: asyncpg.Connection, ids: set[str]) -> None:
+    """Deletes every row of these profiles (and of profiles merged into them)."""
+    await lock_profiles(conn, ids)
+    ids = ids | {r[0] for r in await conn.fetch(
+        "SELECT profile_id FROM profiles WHERE merged_into = ANY($1::text[])", sorted(ids))}
+    for table in ("profile_events", "profile_traits", "profile_identifiers", "profiles"):
+        await conn.execute(f"DELETE FROM {table} WHERE profile_id = ANY($1::text[])", sorted(ids))

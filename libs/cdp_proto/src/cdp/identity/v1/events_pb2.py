@@ -26,7 +26,7 @@ from cdp.common.v1 import identifier_pb2 as cdp_dot_common_dot_v1_dot_identifier
 from cdp.ingest.v1 import events_pb2 as cdp_dot_ingest_dot_v1_dot_events__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63\x64p/identity/v1/events.proto\x12\x0f\x63\x64p.identity.v1\x1a\x1e\x63\x64p/common/v1/identifier.proto\x1a\x1a\x63\x64p/ingest/v1/events.proto\"\xca\x01\n\x10IdentityResolved\x12,\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1d.cdp.ingest.v1.EventCollected\x12\x12\n\nprofile_id\x18\x02 \x01(\t\x12.\n\x0bidentifiers\x18\x03 \x03(\x0b\x32\x19.cdp.common.v1.Identifier\x12\x32\n\x0fnew_identifiers\x18\x04 \x03(\x0b\x32\x19.cdp.common.v1.Identifier\x12\x10\n\x08\x65vent_id\x18\x05 \x01(\t\"\xc4\x01\n\x0eProfilesMerged\x12\x1b\n\x13survivor_profile_id\x18\x01 \x01(\t\x12\x19\n\x11merged_profile_id\x18\x02 \x01(\t\x12\x0c\n\x04rule\x18\x03 \x01(\t\x12-\n\nidentifier\x18\x04 \x01(\x0b\x32\x19.cdp.common.v1.Identifier\x12\x10\n\x08\x65vent_id\x18\x05 \x01(\t\x12\x12\n\nconfidence\x18\x06 \x01(\x01\x12\x17\n\x0fsurvivor_reason\x18\x07 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63\x64p/identity/v1/events.proto\x12\x0f\x63\x64p.identity.v1\x1a\x1e\x63\x64p/common/v1/identifier.proto\x1a\x1a\x63\x64p/ingest/v1/events.proto\"\x93\x02\n\x10IdentityResolved\x12,\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1d.cdp.ingest.v1.EventCollected\x12\x12\n\nprofile_id\x18\x02 \x01(\t\x12.\n\x0bidentifiers\x18\x03 \x03(\x0b\x32\x19.cdp.common.v1.Identifier\x12\x32\n\x0fnew_identifiers\x18\x04 \x03(\x0b\x32\x19.cdp.common.v1.Identifier\x12\x10\n\x08\x65vent_id\x18\x05 \x01(\t\x12\x33\n\x07\x64ropped\x18\x06 \x03(\x0b\x32\".cdp.identity.v1.DroppedIdentifier\x12\x12\n\nrebuilt_by\x18\x07 \x01(\t\"`\n\x11\x44roppedIdentifier\x12-\n\nidentifier\x18\x01 \x01(\x0b\x32\x19.cdp.common.v1.Identifier\x12\x0c\n\x04rule\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xda\x01\n\x0eProfilesMerged\x12\x1b\n\x13survivor_profile_id\x18\x01 \x01(\t\x12\x19\n\x11merged_profile_id\x18\x02 \x01(\t\x12\x0c\n\x04rule\x18\x03 \x01(\t\x12-\n\nidentifier\x18\x04 \x01(\x0b\x32\x19.cdp.common.v1.Identifier\x12\x10\n\x08\x65vent_id\x18\x05 \x01(\t\x12\x12\n\nconfidence\x18\x06 \x01(\x01\x12\x17\n\x0fsurvivor_reason\x18\x07 \x01(\t\x12\x14\n\x0c\x64\x65tails_json\x18\x08 \x01(\t\"\x93\x01\n\rProfilesSplit\x12\x10\n\x08split_id\x18\x01 \x01(\t\x12\x0c\n\x04rule\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x1b\n\x13removed_profile_ids\x18\x04 \x03(\t\x12\x35\n\x08profiles\x18\x05 \x03(\x0b\x32#.cdp.identity.v1.ProfileIdentifiers\"X\n\x12ProfileIdentifiers\x12\x12\n\nprofile_id\x18\x01 \x01(\t\x12.\n\x0bidentifiers\x18\x02 \x03(\x0b\x32\x19.cdp.common.v1.Identifier\"K\n\x10ProfileForgotten\x12\x12\n\nprofile_id\x18\x01 \x01(\t\x12\x13\n\x0bprofile_ids\x18\x02 \x03(\t\x12\x0e\n\x06reason\x18\x03 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,7 +34,15 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cdp.identity.v1.events_pb2'
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_IDENTITYRESOLVED']._serialized_start=110
-  _globals['_IDENTITYRESOLVED']._serialized_end=312
-  _globals['_PROFILESMERGED']._serialized_start=315
-  _globals['_PROFILESMERGED']._serialized_end=511
+  _globals['_IDENTITYRESOLVED']._serialized_end=385
+  _globals['_DROPPEDIDENTIFIER']._serialized_start=387
+  _globals['_DROPPEDIDENTIFIER']._serialized_end=483
+  _globals['_PROFILESMERGED']._serialized_start=486
+  _globals['_PROFILESMERGED']._serialized_end=704
+  _globals['_PROFILESSPLIT']._serialized_start=707
+  _globals['_PROFILESSPLIT']._serialized_end=854
+  _globals['_PROFILEIDENTIFIERS']._serialized_start=856
+  _globals['_PROFILEIDENTIFIERS']._serialized_end=944
+  _globals['_PROFILEFORGOTTEN']._serialized_start=946
+  _globals['_PROFILEFORGOTTEN']._serialized_end=1021
 # @@protoc_insertion_point(module_scope)

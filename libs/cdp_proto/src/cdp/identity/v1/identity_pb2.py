@@ -23,19 +23,58 @@ _sym_db = _symbol_database.Default()
 
 
 from cdp.common.v1 import identifier_pb2 as cdp_dot_common_dot_v1_dot_identifier__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63\x64p/identity/v1/identity.proto\x12\x0f\x63\x64p.identity.v1\x1a\x1e\x63\x64p/common/v1/identifier.proto\"I\n\x18ResolveIdentifierRequest\x12-\n\nidentifier\x18\x01 \x01(\x0b\x32\x19.cdp.common.v1.Identifier\"_\n\x19ResolveIdentifierResponse\x12\x12\n\nprofile_id\x18\x01 \x01(\t\x12.\n\x0bidentifiers\x18\x02 \x03(\x0b\x32\x19.cdp.common.v1.Identifier2}\n\x0fIdentityService\x12j\n\x11ResolveIdentifier\x12).cdp.identity.v1.ResolveIdentifierRequest\x1a*.cdp.identity.v1.ResolveIdentifierResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63\x64p/identity/v1/identity.proto\x12\x0f\x63\x64p.identity.v1\x1a\x1e\x63\x64p/common/v1/identifier.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"I\n\x18ResolveIdentifierRequest\x12-\n\nidentifier\x18\x01 \x01(\x0b\x32\x19.cdp.common.v1.Identifier\"_\n\x19ResolveIdentifierResponse\x12\x12\n\nprofile_id\x18\x01 \x01(\t\x12.\n\x0bidentifiers\x18\x02 \x03(\x0b\x32\x19.cdp.common.v1.Identifier\"]\n\nProfileRef\x12\x14\n\nprofile_id\x18\x01 \x01(\tH\x00\x12/\n\nidentifier\x18\x02 \x01(\x0b\x32\x19.cdp.common.v1.IdentifierH\x00\x42\x08\n\x06lookup\"G\n\x17GetIdentityGraphRequest\x12,\n\x07profile\x18\x01 \x01(\x0b\x32\x1b.cdp.identity.v1.ProfileRef\"k\n\x0fGraphIdentifier\x12-\n\nidentifier\x18\x01 \x01(\x0b\x32\x19.cdp.common.v1.Identifier\x12\x16\n\x0e\x66irst_event_id\x18\x02 \x01(\t\x12\x11\n\tfirst_seq\x18\x03 \x01(\x03\"\xab\x02\n\x05Merge\x12\x10\n\x08merge_id\x18\x01 \x01(\t\x12\x1b\n\x13survivor_profile_id\x18\x02 \x01(\t\x12\x19\n\x11merged_profile_id\x18\x03 \x01(\t\x12\x0c\n\x04rule\x18\x04 \x01(\t\x12-\n\nidentifier\x18\x05 \x01(\x0b\x32\x19.cdp.common.v1.Identifier\x12\x10\n\x08\x65vent_id\x18\x06 \x01(\t\x12\x12\n\nconfidence\x18\x07 \x01(\x01\x12\x17\n\x0fsurvivor_reason\x18\x08 \x01(\t\x12\x14\n\x0c\x64\x65tails_json\x18\t \x01(\t\x12-\n\tmerged_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fundone_by_split\x18\x0b \x01(\t\"\xb3\x01\n\rIdentityGraph\x12\x12\n\nprofile_id\x18\x01 \x01(\t\x12\x35\n\x0bidentifiers\x18\x02 \x03(\x0b\x32 .cdp.identity.v1.GraphIdentifier\x12\x1a\n\x12merged_profile_ids\x18\x03 \x03(\t\x12&\n\x06merges\x18\x04 \x03(\x0b\x32\x16.cdp.identity.v1.Merge\x12\x13\n\x0b\x65vent_count\x18\x05 \x01(\x03\"h\n\x11ListMergesRequest\x12,\n\x07profile\x18\x01 \x01(\x0b\x32\x1b.cdp.identity.v1.ProfileRef\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"U\n\x12ListMergesResponse\x12&\n\x06merges\x18\x01 \x03(\x0b\x32\x16.cdp.identity.v1.Merge\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x83\x01\n\x13SplitProfileRequest\x12,\n\x07profile\x18\x01 \x01(\x0b\x32\x1b.cdp.identity.v1.ProfileRef\x12.\n\x0bidentifiers\x18\x02 \x03(\x0b\x32\x19.cdp.common.v1.Identifier\x12\x0e\n\x06reason\x18\x03 \x01(\t\"v\n\x14SplitProfileResponse\x12\x10\n\x08split_id\x18\x01 \x01(\t\x12\x34\n\x08profiles\x18\x02 \x03(\x0b\x32\".cdp.identity.v1.ProfileGraphEntry\x12\x16\n\x0e\x65vents_rebuilt\x18\x03 \x01(\x03\"T\n\x14\x46orgetProfileRequest\x12,\n\x07profile\x18\x01 \x01(\x0b\x32\x1b.cdp.identity.v1.ProfileRef\x12\x0e\n\x06reason\x18\x02 \x01(\t\"K\n\x15\x46orgetProfileResponse\x12\x13\n\x0bprofile_ids\x18\x01 \x03(\t\x12\x1d\n\x15identifiers_forgotten\x18\x02 \x01(\x03\"\x14\n\x12\x45xportGraphRequest\"W\n\x11ProfileGraphEntry\x12\x12\n\nprofile_id\x18\x01 \x01(\t\x12.\n\x0bidentifiers\x18\x02 \x03(\x0b\x32\x19.cdp.common.v1.Identifier\"\x11\n\x0fGetRulesRequest\"2\n\x11\x41pplyRulesRequest\x12\x0c\n\x04yaml\x18\x01 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x02 \x01(\x08\"V\n\x05Rules\x12\x0c\n\x04yaml\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12.\n\napplied_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\">\n\x15ListCandidatesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"\xb4\x01\n\tCandidate\x12\x12\n\nprofile_id\x18\x01 \x01(\t\x12\x18\n\x10other_profile_id\x18\x02 \x01(\t\x12\x13\n\x0bprobability\x18\x03 \x01(\x01\x12\x0e\n\x06weight\x18\x04 \x01(\x01\x12\x14\n\x0c\x64\x65tails_json\x18\x05 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x06 \x01(\t\x12,\n\x08\x66ound_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"a\n\x16ListCandidatesResponse\x12.\n\ncandidates\x18\x01 \x03(\x0b\x32\x1a.cdp.identity.v1.Candidate\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xbc\x06\n\x0fIdentityService\x12j\n\x11ResolveIdentifier\x12).cdp.identity.v1.ResolveIdentifierRequest\x1a*.cdp.identity.v1.ResolveIdentifierResponse\x12\\\n\x10GetIdentityGraph\x12(.cdp.identity.v1.GetIdentityGraphRequest\x1a\x1e.cdp.identity.v1.IdentityGraph\x12U\n\nListMerges\x12\".cdp.identity.v1.ListMergesRequest\x1a#.cdp.identity.v1.ListMergesResponse\x12[\n\x0cSplitProfile\x12$.cdp.identity.v1.SplitProfileRequest\x1a%.cdp.identity.v1.SplitProfileResponse\x12^\n\rForgetProfile\x12%.cdp.identity.v1.ForgetProfileRequest\x1a&.cdp.identity.v1.ForgetProfileResponse\x12X\n\x0b\x45xportGraph\x12#.cdp.identity.v1.ExportGraphRequest\x1a\".cdp.identity.v1.ProfileGraphEntry0\x01\x12\x44\n\x08GetRules\x12 .cdp.identity.v1.GetRulesRequest\x1a\x16.cdp.identity.v1.Rules\x12H\n\nApplyRules\x12\".cdp.identity.v1.ApplyRulesRequest\x1a\x16.cdp.identity.v1.Rules\x12\x61\n\x0eListCandidates\x12&.cdp.identity.v1.ListCandidatesRequest\x1a\'.cdp.identity.v1.ListCandidatesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cdp.identity.v1.identity_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RESOLVEIDENTIFIERREQUEST']._serialized_start=83
-  _globals['_RESOLVEIDENTIFIERREQUEST']._serialized_end=156
-  _globals['_RESOLVEIDENTIFIERRESPONSE']._serialized_start=158
-  _globals['_RESOLVEIDENTIFIERRESPONSE']._serialized_end=253
-  _globals['_IDENTITYSERVICE']._serialized_start=255
-  _globals['_IDENTITYSERVICE']._serialized_end=380
+  _globals['_RESOLVEIDENTIFIERREQUEST']._serialized_start=116
+  _globals['_RESOLVEIDENTIFIERREQUEST']._serialized_end=189
+  _globals['_RESOLVEIDENTIFIERRESPONSE']._serialized_start=191
+  _globals['_RESOLVEIDENTIFIERRESPONSE']._serialized_end=286
+  _globals['_PROFILEREF']._serialized_start=288
+  _globals['_PROFILEREF']._serialized_end=381
+  _globals['_GETIDENTITYGRAPHREQUEST']._serialized_start=383
+  _globals['_GETIDENTITYGRAPHREQUEST']._serialized_end=454
+  _globals['_GRAPHIDENTIFIER']._serialized_start=456
+  _globals['_GRAPHIDENTIFIER']._serialized_end=563
+  _globals['_MERGE']._serialized_start=566
+  _globals['_MERGE']._serialized_end=865
+  _globals['_IDENTITYGRAPH']._serialized_start=868
+  _globals['_IDENTITYGRAPH']._serialized_end=1047
+  _globals['_LISTMERGESREQUEST']._serialized_start=1049
+  _globals['_LISTMERGESREQUEST']._serialized_end=1153
+  _globals['_LISTMERGESRESPONSE']._serialized_start=1155
+  _globals['_LISTMERGESRESPONSE']._serialized_end=1240
+  _globals['_SPLITPROFILEREQUEST']._serialized_start=1243
+  _globals['_SPLITPROFILEREQUEST']._serialized_end=1374
+  _globals['_SPLITPROFILERESPONSE']._serialized_start=1376
+  _globals['_SPLITPROFILERESPONSE']._serialized_end=1494
+  _globals['_FORGETPROFILEREQUEST']._serialized_start=1496
+  _globals['_FORGETPROFILEREQUEST']._serialized_end=1580
+  _globals['_FORGETPROFILERESPONSE']._serialized_start=1582
+  _globals['_FORGETPROFILERESPONSE']._serialized_end=1657
+  _globals['_EXPORTGRAPHREQUEST']._serialized_start=1659
+  _globals['_EXPORTGRAPHREQUEST']._serialized_end=1679
+  _globals['_PROFILEGRAPHENTRY']._serialized_start=1681
+  _globals['_PROFILEGRAPHENTRY']._serialized_end=1768
+  _globals['_GETRULESREQUEST']._serialized_start=1770
+  _globals['_GETRULESREQUEST']._serialized_end=1787
+  _globals['_APPLYRULESREQUEST']._serialized_start=1789
+  _globals['_APPLYRULESREQUEST']._serialized_end=1839
+  _globals['_RULES']._serialized_start=1841
+  _globals['_RULES']._serialized_end=1927
+  _globals['_LISTCANDIDATESREQUEST']._serialized_start=1929
+  _globals['_LISTCANDIDATESREQUEST']._serialized_end=1991
+  _globals['_CANDIDATE']._serialized_start=1994
+  _globals['_CANDIDATE']._serialized_end=2174
+  _globals['_LISTCANDIDATESRESPONSE']._serialized_start=2176
+  _globals['_LISTCANDIDATESRESPONSE']._serialized_end=2273
+  _globals['_IDENTITYSERVICE']._serialized_start=2276
+  _globals['_IDENTITYSERVICE']._serialized_end=3104
 # @@protoc_insertion_point(module_scope)

@@ -26,8 +26,10 @@ if _version_not_supported:
 
 
 class IdentityServiceStub:
-    """IdentityService answers who an identifier belongs to.
-    Scope required: profiles:read.
+    """IdentityService answers who an identifier belongs to, explains and undoes
+    merges, forgets people, and holds the identity rules.
+    Scopes: profiles:read for reads; profiles:write for SplitProfile,
+    ForgetProfile, ApplyRules and ReviewCandidate.
     """
 
     def __init__(self, channel):
@@ -41,15 +43,120 @@ class IdentityServiceStub:
                 request_serializer=cdp_dot_identity_dot_v1_dot_identity__pb2.ResolveIdentifierRequest.SerializeToString,
                 response_deserializer=cdp_dot_identity_dot_v1_dot_identity__pb2.ResolveIdentifierResponse.FromString,
                 _registered_method=True)
+        self.GetIdentityGraph = channel.unary_unary(
+                '/cdp.identity.v1.IdentityService/GetIdentityGraph',
+                request_serializer=cdp_dot_identity_dot_v1_dot_identity__pb2.GetIdentityGraphRequest.SerializeToString,
+                response_deserializer=cdp_dot_identity_dot_v1_dot_identity__pb2.IdentityGraph.FromString,
+                _registered_method=True)
+        self.ListMerges = channel.unary_unary(
+                '/cdp.identity.v1.IdentityService/ListMerges',
+                request_serializer=cdp_dot_identity_dot_v1_dot_identity__pb2.ListMergesRequest.SerializeToString,
+                response_deserializer=cdp_dot_identity_dot_v1_dot_identity__pb2.ListMergesResponse.FromString,
+                _registered_method=True)
+        self.SplitProfile = channel.unary_unary(
+                '/cdp.identity.v1.IdentityService/SplitProfile',
+                request_serializer=cdp_dot_identity_dot_v1_dot_identity__pb2.SplitProfileRequest.SerializeToString,
+                response_deserializer=cdp_dot_identity_dot_v1_dot_identity__pb2.SplitProfileResponse.FromString,
+                _registered_method=True)
+        self.ForgetProfile = channel.unary_unary(
+                '/cdp.identity.v1.IdentityService/ForgetProfile',
+                request_serializer=cdp_dot_identity_dot_v1_dot_identity__pb2.ForgetProfileRequest.SerializeToString,
+                response_deserializer=cdp_dot_identity_dot_v1_dot_identity__pb2.ForgetProfileResponse.FromString,
+                _registered_method=True)
+        self.ExportGraph = channel.unary_stream(
+                '/cdp.identity.v1.IdentityService/ExportGraph',
+                request_serializer=cdp_dot_identity_dot_v1_dot_identity__pb2.ExportGraphRequest.SerializeToString,
+                response_deserializer=cdp_dot_identity_dot_v1_dot_identity__pb2.ProfileGraphEntry.FromString,
+                _registered_method=True)
+        self.GetRules = channel.unary_unary(
+                '/cdp.identity.v1.IdentityService/GetRules',
+                request_serializer=cdp_dot_identity_dot_v1_dot_identity__pb2.GetRulesRequest.SerializeToString,
+                response_deserializer=cdp_dot_identity_dot_v1_dot_identity__pb2.Rules.FromString,
+                _registered_method=True)
+        self.ApplyRules = channel.unary_unary(
+                '/cdp.identity.v1.IdentityService/ApplyRules',
+                request_serializer=cdp_dot_identity_dot_v1_dot_identity__pb2.ApplyRulesRequest.SerializeToString,
+                response_deserializer=cdp_dot_identity_dot_v1_dot_identity__pb2.Rules.FromString,
+                _registered_method=True)
+        self.ListCandidates = channel.unary_unary(
+                '/cdp.identity.v1.IdentityService/ListCandidates',
+                request_serializer=cdp_dot_identity_dot_v1_dot_identity__pb2.ListCandidatesRequest.SerializeToString,
+                response_deserializer=cdp_dot_identity_dot_v1_dot_identity__pb2.ListCandidatesResponse.FromString,
+                _registered_method=True)
 
 
 class IdentityServiceServicer:
-    """IdentityService answers who an identifier belongs to.
-    Scope required: profiles:read.
+    """IdentityService answers who an identifier belongs to, explains and undoes
+    merges, forgets people, and holds the identity rules.
+    Scopes: profiles:read for reads; profiles:write for SplitProfile,
+    ForgetProfile, ApplyRules and ReviewCandidate.
     """
 
     def ResolveIdentifier(self, request, context):
         """ResolveIdentifier returns the canonical profile id of an identifier.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetIdentityGraph(self, request, context):
+        """GetIdentityGraph returns a profile's identifiers (with the event that
+        brought each), the profiles merged into it and the merges that built it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMerges(self, request, context):
+        """ListMerges lists the merges that involve a profile (as survivor or as
+        merged), newest first, including merges undone by a split.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SplitProfile(self, request, context):
+        """SplitProfile separates identifiers from a profile: the affected profiles
+        are rebuilt from their own events, the separation is kept (the two sides
+        never merge again through the same identifiers), and cdp.identity.split
+        is emitted.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ForgetProfile(self, request, context):
+        """ForgetProfile erases a person from the graph (GDPR/CCPA), keeping hashed
+        tombstones so a replay does not bring them back; emits cdp.identity.forgotten.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportGraph(self, request, context):
+        """ExportGraph streams every live profile with its identifiers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRules(self, request, context):
+        """GetRules returns the active identity rules; ApplyRules validates and
+        activates new ones (from then on; existing profiles are not rebuilt).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApplyRules(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCandidates(self, request, context):
+        """ListCandidates lists probabilistic match candidates below the merge
+        threshold, for review, best first.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -63,6 +170,46 @@ def add_IdentityServiceServicer_to_server(servicer, server):
                     request_deserializer=cdp_dot_identity_dot_v1_dot_identity__pb2.ResolveIdentifierRequest.FromString,
                     response_serializer=cdp_dot_identity_dot_v1_dot_identity__pb2.ResolveIdentifierResponse.SerializeToString,
             ),
+            'GetIdentityGraph': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetIdentityGraph,
+                    request_deserializer=cdp_dot_identity_dot_v1_dot_identity__pb2.GetIdentityGraphRequest.FromString,
+                    response_serializer=cdp_dot_identity_dot_v1_dot_identity__pb2.IdentityGraph.SerializeToString,
+            ),
+            'ListMerges': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMerges,
+                    request_deserializer=cdp_dot_identity_dot_v1_dot_identity__pb2.ListMergesRequest.FromString,
+                    response_serializer=cdp_dot_identity_dot_v1_dot_identity__pb2.ListMergesResponse.SerializeToString,
+            ),
+            'SplitProfile': grpc.unary_unary_rpc_method_handler(
+                    servicer.SplitProfile,
+                    request_deserializer=cdp_dot_identity_dot_v1_dot_identity__pb2.SplitProfileRequest.FromString,
+                    response_serializer=cdp_dot_identity_dot_v1_dot_identity__pb2.SplitProfileResponse.SerializeToString,
+            ),
+            'ForgetProfile': grpc.unary_unary_rpc_method_handler(
+                    servicer.ForgetProfile,
+                    request_deserializer=cdp_dot_identity_dot_v1_dot_identity__pb2.ForgetProfileRequest.FromString,
+                    response_serializer=cdp_dot_identity_dot_v1_dot_identity__pb2.ForgetProfileResponse.SerializeToString,
+            ),
+            'ExportGraph': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportGraph,
+                    request_deserializer=cdp_dot_identity_dot_v1_dot_identity__pb2.ExportGraphRequest.FromString,
+                    response_serializer=cdp_dot_identity_dot_v1_dot_identity__pb2.ProfileGraphEntry.SerializeToString,
+            ),
+            'GetRules': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRules,
+                    request_deserializer=cdp_dot_identity_dot_v1_dot_identity__pb2.GetRulesRequest.FromString,
+                    response_serializer=cdp_dot_identity_dot_v1_dot_identity__pb2.Rules.SerializeToString,
+            ),
+            'ApplyRules': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApplyRules,
+                    request_deserializer=cdp_dot_identity_dot_v1_dot_identity__pb2.ApplyRulesRequest.FromString,
+                    response_serializer=cdp_dot_identity_dot_v1_dot_identity__pb2.Rules.SerializeToString,
+            ),
+            'ListCandidates': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCandidates,
+                    request_deserializer=cdp_dot_identity_dot_v1_dot_identity__pb2.ListCandidatesRequest.FromString,
+                    response_serializer=cdp_dot_identity_dot_v1_dot_identity__pb2.ListCandidatesResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'cdp.identity.v1.IdentityService', rpc_method_handlers)
@@ -72,8 +219,10 @@ def add_IdentityServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class IdentityService:
-    """IdentityService answers who an identifier belongs to.
-    Scope required: profiles:read.
+    """IdentityService answers who an identifier belongs to, explains and undoes
+    merges, forgets people, and holds the identity rules.
+    Scopes: profiles:read for reads; profiles:write for SplitProfile,
+    ForgetProfile, ApplyRules and ReviewCandidate.
     """
 
     @staticmethod
@@ -93,6 +242,222 @@ class IdentityService:
             '/cdp.identity.v1.IdentityService/ResolveIdentifier',
             cdp_dot_identity_dot_v1_dot_identity__pb2.ResolveIdentifierRequest.SerializeToString,
             cdp_dot_identity_dot_v1_dot_identity__pb2.ResolveIdentifierResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetIdentityGraph(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.identity.v1.IdentityService/GetIdentityGraph',
+            cdp_dot_identity_dot_v1_dot_identity__pb2.GetIdentityGraphRequest.SerializeToString,
+            cdp_dot_identity_dot_v1_dot_identity__pb2.IdentityGraph.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMerges(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.identity.v1.IdentityService/ListMerges',
+            cdp_dot_identity_dot_v1_dot_identity__pb2.ListMergesRequest.SerializeToString,
+            cdp_dot_identity_dot_v1_dot_identity__pb2.ListMergesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SplitProfile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.identity.v1.IdentityService/SplitProfile',
+            cdp_dot_identity_dot_v1_dot_identity__pb2.SplitProfileRequest.SerializeToString,
+            cdp_dot_identity_dot_v1_dot_identity__pb2.SplitProfileResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ForgetProfile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.identity.v1.IdentityService/ForgetProfile',
+            cdp_dot_identity_dot_v1_dot_identity__pb2.ForgetProfileRequest.SerializeToString,
+            cdp_dot_identity_dot_v1_dot_identity__pb2.ForgetProfileResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportGraph(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/cdp.identity.v1.IdentityService/ExportGraph',
+            cdp_dot_identity_dot_v1_dot_identity__pb2.ExportGraphRequest.SerializeToString,
+            cdp_dot_identity_dot_v1_dot_identity__pb2.ProfileGraphEntry.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.identity.v1.IdentityService/GetRules',
+            cdp_dot_identity_dot_v1_dot_identity__pb2.GetRulesRequest.SerializeToString,
+            cdp_dot_identity_dot_v1_dot_identity__pb2.Rules.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApplyRules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.identity.v1.IdentityService/ApplyRules',
+            cdp_dot_identity_dot_v1_dot_identity__pb2.ApplyRulesRequest.SerializeToString,
+            cdp_dot_identity_dot_v1_dot_identity__pb2.Rules.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCandidates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.identity.v1.IdentityService/ListCandidates',
+            cdp_dot_identity_dot_v1_dot_identity__pb2.ListCandidatesRequest.SerializeToString,
+            cdp_dot_identity_dot_v1_dot_identity__pb2.ListCandidatesResponse.FromString,
             options,
             channel_credentials,
             insecure,
