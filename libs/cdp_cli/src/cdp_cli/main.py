@@ -11,7 +11,7 @@ from rich.console import Console
 
 from cdp_core.auth import KNOWN_SCOPES, issue_token
 
-from . import client, failed, importer, profiles, render, sources, stack
+from . import client, failed, identity, importer, profiles, render, sources, stack
 from . import demo as demo_mod
 
 TOKEN_HELP = "Bearer token (default: env CDP_TOKEN, else .cdp/token)."
@@ -160,12 +160,13 @@ def demo(ctx: click.Context, sample: bool, people: int, days: int, seed: int, as
                               f"after {demo_mod.CATCH_UP_TIMEOUT_S:.0f} s: the figures above are partial")
 
 
-# --- cdp source, tracking-plan, import, failed (each in its own module) ----------------
+# --- cdp source, tracking-plan, import, failed, identity (each in its own module) ------
 
 cli.add_command(sources.source_group)
 cli.add_command(sources.plan_group)
 cli.add_command(importer.import_group)
 cli.add_command(failed.failed_group)
+cli.add_command(identity.identity_group)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -242,25 +242,26 @@ class Rebuilt:
 
 
 async def component(conn: asyncpg.Connection, pids: set[str]) -> tuple[set[str], list[asyncpg.Record]]:
-    """The live profiles that must be rebuilt together with `pids` (those sharing an event
-    through a dropped link), and their resolutions."""
+    """The live profiles that must be rebuilt together with `pids`, and their resolutions:
+    closed under "an event of one carries an identifier of another" (in either direction,
+    dropped links included), so the replay sees every event that bears on their identifiers."""
     todo, done = set(pids), set()
     rows: dict[int, asyncpg.Record] = {}
     while todo:
         done |= todo
-        for r in await conn.fetch("SELECT seq, event_id, profile_id, keys FROM resolutions "
-                                  "WHERE profile_id = ANY($1::text[])", sorted(todo)):
-            rows[r["seq"]] = r
-        keys = [(r[0], r[1]) for r in await conn.fetch(
-            "SELECT type, value FROM identifiers WHERE profile_id = ANY($1::text[])", sorted(todo))]
+        found = await conn.fetch("SELECT seq, event_id, profile_id, keys FROM resolutions "
+                                 "WHERE profile_id = ANY($1::text[])", sorted(todo))
+        keys = {dec(k) for r in found for k in r["keys"]}
+        keys |= {(r[0], r[1]) for r in await conn.fetch(
+            "SELECT type, value FROM identifiers WHERE profile_id = ANY($1::text[])", sorted(todo))}
         linked = await conn.fetch(
             "SELECT DISTINCT r.seq, r.event_id, r.profile_id, r.keys FROM dropped_links d JOIN resolutions r USING (seq) "
             "WHERE (d.type, d.value) IN (SELECT * FROM unnest($1::text[], $2::text[]))", *_cols(keys))
-        todo = set()
-        for r in linked:
+        for r in (*found, *linked):
             rows[r["seq"]] = r
-            if r["profile_id"] is not None and r["profile_id"] not in done:
-                todo.add(r["profile_id"])
+        nxt = set((await owners(conn, list(keys))).values())
+        nxt |= {r["profile_id"] for r in linked if r["profile_id"] is not None}
+        todo = nxt - done
     return done, sorted(rows.values(), key=lambda r: r["seq"])
 
 
@@ -270,7 +271,11 @@ async def rebuild_profiles(conn: asyncpg.Connection, js, rules: Rules, pids: set
     replaces their part of the graph. Unless nothing changed (and not `always`), records the
     split, emits cdp.identity.split and re-emits cdp.identity.resolved for every event."""
     live, rows = await component(conn, pids)
-    await lock_profiles(conn, live)
+    locked: set[str] = set()
+    while live - locked:  # lock, then look again: a concurrent resolver may have grown it
+        await lock_profiles(conn, live - locked)
+        locked |= live
+        live, rows = await component(conn, live)
     dead = {r[0] for r in await conn.fetch("SELECT profile_id FROM profiles WHERE merged_into = ANY($1::text[])",
                                            sorted(live))}
     removed = sorted(live | dead)
