@@ -7,7 +7,7 @@ shared_max_profiles, merge_protection) and three more settings::
     default_region: ES                       # phones without a country code are read in it
     matching:                                # probabilistic matching of offline records
       enabled: true
-      match: 0.995                           # merge at or above this probability
+      match: 0.99                            # merge at or above this probability (matching.Thresholds)
       review: 0.5                            # list as a candidate at or above this
       model: {...}                           # m/u probabilities (MatchModel.to_dict); default: built in
 
@@ -24,6 +24,9 @@ from dataclasses import dataclass, field
 import asyncpg
 import yaml
 
+from cdp_core.errors import InvalidArgument
+
+from .matching import MatchModel, Thresholds
 from .normalize import DEFAULT_REGION, IdentifierTypes, check_region
 from .rules import Rules, RulesError
 
@@ -48,8 +51,8 @@ _MATCHING = ("enabled", "match", "review", "model")
 @dataclass(frozen=True)
 class Matching:
     enabled: bool = True
-    match: float = 0.995
-    review: float = 0.5
+    match: float = Thresholds.match
+    review: float = Thresholds.review
     model: Mapping | None = None  # MatchModel.to_dict(); None: the built-in default
 
 
@@ -117,11 +120,12 @@ def _matching(raw: object) -> Matching:
         raise RulesError(f"must not exceed matching.match ({match})", field="matching.review")
     model = raw.get("model")
     if model is not None:
-        from .matching import MatchModel  # validates; InvalidArgument names the field
-
         if not isinstance(model, Mapping):
             raise RulesError("must be a mapping (see MatchModel)", field="matching.model")
-        MatchModel.from_dict(model)
+        try:
+            MatchModel.from_dict(model)
+        except InvalidArgument as e:
+            raise RulesError(str(e), field=f"matching.model.{e.field}" if e.field else "matching.model") from None
     return Matching(enabled, float(match), float(review), model)
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from cdp_core import envelope
 
-from .rules import NEW, Decision, Dropped, Merge, Provenance, Rules, Unresolvable, decide
+from .rules import NEW, Decision, Dropped, Merge, Provenance, Rules, Unresolvable, conflict_of, decide, separated_by
 
 Key = tuple[str, str]
 # Rules whose outcome depends on the order in which events are applied.
@@ -80,6 +80,7 @@ class Changes:
     merged_into: dict[str, str] = field(default_factory=dict)  # merged id -> survivor (direct)
     merges: list[tuple[Merge, str]] = field(default_factory=list)  # (merge, event id)
     touched: set[str] = field(default_factory=set)
+    links: dict[str, Link] = field(default_factory=dict)  # merge id -> the link it came from
 
 
 class Graph:
@@ -90,16 +91,21 @@ class Graph:
         self.rules = rules
         self.nodes: dict[str, Node] = {}
         self.owner: dict[Key, str] = {}
-        for n in nodes:
-            self.nodes[n.profile_id] = n
-            for k in n.keys():
-                self.owner[k] = n.profile_id
+        self.add(nodes)
         self.separations = dict(separations or {})
         self.sightings = dict(sightings or {})
         # Ids of profiles that no longer live -> the profile they were merged into (None: removed).
         self.taken: dict[str, str | None] = dict(taken_ids) if isinstance(taken_ids, Mapping) else dict.fromkeys(
             taken_ids)
         self.changes = Changes()
+
+    def add(self, nodes: Iterable[Node]) -> None:
+        """Brings more (locked, loaded) profiles into the graph."""
+        for n in nodes:
+            if n.profile_id not in self.nodes:
+                self.nodes[n.profile_id] = n
+                for k in n.keys():
+                    self.owner[k] = n.profile_id
 
     def canonical(self, profile_id: str) -> str:
         m = self.changes.merged_into
@@ -200,34 +206,78 @@ class Graph:
         self.changes.touched.discard(merged.profile_id)
         self.changes.touched.add(survivor.profile_id)
 
-    def merge(self, survivor: str, merged: str, provenance: Provenance, event_id: str) -> Merge:
-        """A merge decided outside the rules' deterministic links (probabilistic matching):
-        the older profile survives."""
-        a, b = sorted((self.nodes[survivor], self.nodes[merged]), key=lambda n: (n.created_seq, n.profile_id))
-        m = Merge(a.profile_id, b.profile_id, provenance)
-        self._merge(m, event_id)
-        return m
+    def link_conflict(self, a: str, b: str) -> str | None:
+        """Why profiles a and b may not merge outside the deterministic links (a limit,
+        merge protection, or a split between them), or None."""
+        na, nb = self.nodes[a], self.nodes[b]
+        found = conflict_of(self.rules, na.identifiers, nb.identifiers, merging=True)
+        if found is not None:
+            return found[1]
+        if self.separations:
+            tags = {t for k in na.keys() for t in self.separations.get(k, ())}
+            split_id = separated_by(tags, {t for k in nb.keys() for t in self.separations.get(k, ())})
+            if split_id is not None:
+                return f"separated by split {split_id}"
+        return None
+
+    def link(self, lk: Link) -> Merge | None:
+        """Applies a merge decided outside the rules' deterministic links (a probabilistic
+        match, an accepted review candidate) between the profiles holding lk.a and lk.b: the
+        older profile survives. None when they are one profile already, one side is not in
+        the graph, or a rule forbids it (`link_conflict`)."""
+        pa, pb = self.owner.get(lk.a), self.owner.get(lk.b)
+        if pa is None or pb is None or pa == pb or self.link_conflict(pa, pb) is not None:
+            return None
+        s, m = sorted((self.nodes[pa], self.nodes[pb]), key=lambda n: (n.created_seq, n.profile_id))
+        why = f"older profile (created at log sequence {s.created_seq})"
+        merge = Merge(s.profile_id, m.profile_id, Provenance(lk.rule, lk.a, lk.confidence, why, lk.details))
+        self._merge(merge, lk.event_id)
+        self.changes.links[merge_key(lk.event_id, m.profile_id)] = lk
+        return merge
+
+
+@dataclass(frozen=True)
+class Link:
+    """A merge between the profiles holding two identifiers, applied after the event at seq."""
+
+    seq: int
+    event_id: str
+    a: Key
+    b: Key
+    rule: str
+    confidence: float
+    details: Mapping | None = None
+
+
+def merge_key(event_id: str, merged: str) -> str:
+    return envelope.derived_id("merged", event_id, merged)
 
 
 def rebuild(rules: Rules, events: Iterable[tuple[int, str, list[Key]]], *,
             separations: Mapping[Key, frozenset[tuple[str, int]]] | None = None,
-            taken_ids: Iterable[str] = (), record: dict[int, Outcome] | None = None
-            ) -> tuple[Graph, dict[int, str]]:
+            taken_ids: Iterable[str] = (), record: dict[int, Outcome] | None = None,
+            links: Iterable[Link] = ()) -> tuple[Graph, dict[int, str]]:
     """Resolves (seq, event id, identifiers) afresh in log order in an empty graph; returns
     the graph and each event's final (canonical) profile id. Events every identifier of
     which is dropped belong to no profile and are left out. `record` receives each
-    event's Outcome."""
+    event's Outcome. `links` are applied again after the event at their sequence."""
     g = Graph(rules, separations=separations, taken_ids=taken_ids)
     assigned: dict[int, str] = {}
+    after: dict[int, list[Link]] = {}
+    for lk in links:
+        after.setdefault(lk.seq, []).append(lk)
     for seq, event_id, keys in sorted(events, key=lambda e: e[0]):
         try:
             out = g.resolve(seq, event_id, keys)
         except Unresolvable:
-            continue
-        assigned[seq] = out.profile_id
-        if record is not None:
-            record[seq] = out
+            out = None
+        if out is not None:
+            assigned[seq] = out.profile_id
+            if record is not None:
+                record[seq] = out
+        for lk in after.get(seq, ()):
+            g.link(lk)
     return g, {seq: g.canonical(pid) for seq, pid in assigned.items()}
 
 
-__all__ = ["NEW", "Changes", "Graph", "Node", "Outcome", "profile_id_for", "rebuild"]
+__all__ = ["NEW", "Changes", "Graph", "Link", "Node", "Outcome", "profile_id_for", "rebuild"]

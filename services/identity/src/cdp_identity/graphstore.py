@@ -24,7 +24,7 @@ from cdp_core import envelope
 from cdp_core.errors import FailedPrecondition
 from cdp_core.outbox import OutboxWriter
 
-from .graph import Graph, Node, Outcome, profile_id_for, rebuild
+from .graph import Graph, Link, Node, Outcome, merge_key, profile_id_for, rebuild
 from .rules import Merge, Rules
 
 Key = tuple[str, str]
@@ -175,6 +175,12 @@ async def write(conn: asyncpg.Connection, g: Graph, resolutions: list[Resolution
             records=[(k[0], k[1], g.owner[k], e, s) for k, (e, s) in ch.new_identifiers.items()])
     if ch.merges:
         await insert_merges(conn, ch.merges)
+    if ch.links:
+        await conn.executemany(
+            "INSERT INTO links (link_id, seq, event_id, a_type, a_value, b_type, b_value, rule, confidence, reason, "
+            "details) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, '', $10::jsonb) ON CONFLICT DO NOTHING",
+            [(lid, lk.seq, lk.event_id, *lk.a, *lk.b, lk.rule, lk.confidence,
+              json.dumps(lk.details) if lk.details is not None else None) for lid, lk in ch.links.items()])
     if resolutions:
         await conn.copy_records_to_table(
             "resolutions", columns=["seq", "event_id", "profile_id", "keys"],
@@ -198,7 +204,7 @@ async def insert_merges(conn: asyncpg.Connection, merges: list[tuple[Merge, str]
 
 
 def merge_id(m: Merge, event_id: str) -> str:
-    return envelope.derived_id("merged", event_id, m.merged)
+    return merge_key(event_id, m.merged)
 
 
 def details_of(m: Merge) -> str | None:
@@ -259,10 +265,22 @@ async def component(conn: asyncpg.Connection, pids: set[str]) -> tuple[set[str],
             "WHERE (d.type, d.value) IN (SELECT * FROM unnest($1::text[], $2::text[]))", *_cols(keys))
         for r in (*found, *linked):
             rows[r["seq"]] = r
+        for lk in await links_of(conn, keys):
+            keys |= {lk.a, lk.b}
         nxt = set((await owners(conn, list(keys))).values())
         nxt |= {r["profile_id"] for r in linked if r["profile_id"] is not None}
         todo = nxt - done
     return done, sorted(rows.values(), key=lambda r: r["seq"])
+
+
+async def links_of(conn: asyncpg.Connection, keys: Iterable[Key]) -> list[Link]:
+    """The links (probabilistic or reviewed merges) with either end among `keys`."""
+    cols = _cols(set(keys))
+    rows = await conn.fetch(
+        "SELECT * FROM links WHERE (a_type, a_value) IN (SELECT * FROM unnest($1::text[], $2::text[])) "
+        "UNION SELECT * FROM links WHERE (b_type, b_value) IN (SELECT * FROM unnest($1::text[], $2::text[]))", *cols)
+    return [Link(r["seq"], r["event_id"], (r["a_type"], r["a_value"]), (r["b_type"], r["b_value"]), r["rule"],
+                 r["confidence"], json.loads(r["details"]) if r["details"] else None) for r in rows]
 
 
 async def rebuild_profiles(conn: asyncpg.Connection, js, rules: Rules, pids: set[str], *, split_id: str, rule: str,
@@ -280,8 +298,9 @@ async def rebuild_profiles(conn: asyncpg.Connection, js, rules: Rules, pids: set
                                            sorted(live))}
     removed = sorted(live | dead)
     events = [(r["seq"], r["event_id"], [dec(s) for s in r["keys"]]) for r in rows]
-    seps = await separations(conn, {k for _, _, ks in events for k in ks})
-    g, assigned, outcomes = _replay(rules, events, seps)
+    all_keys = {k for _, _, ks in events for k in ks}
+    seps = await separations(conn, all_keys)
+    g, assigned, outcomes = _replay(rules, events, seps, await links_of(conn, all_keys))
     old_assigned = {r["seq"]: r["profile_id"] for r in rows}
     old_owner = await conn.fetch("SELECT type, value, profile_id FROM identifiers WHERE profile_id = ANY($1::text[])",
                                  sorted(live))
@@ -317,9 +336,9 @@ async def rebuild_profiles(conn: asyncpg.Connection, js, rules: Rules, pids: set
     return result
 
 
-def _replay(rules: Rules, events, seps) -> tuple[Graph, dict[int, str], dict[int, Outcome]]:
+def _replay(rules: Rules, events, seps, links) -> tuple[Graph, dict[int, str], dict[int, Outcome]]:
     outcomes: dict[int, Outcome] = {}
-    g, assigned = rebuild(rules, events, separations=seps, record=outcomes)
+    g, assigned = rebuild(rules, events, separations=seps, record=outcomes, links=links)
     return g, assigned, outcomes
 
 
@@ -344,6 +363,8 @@ async def forget(conn: asyncpg.Connection, profile_id: str) -> tuple[list[str], 
                        ("candidates", "other_profile_id"), ("profiles", "profile_id"), ("merges", "survivor_id"),
                        ("merges", "merged_id")):
         await conn.execute(f"DELETE FROM {table} WHERE {col} = ANY($1::text[])", ids)
-    await conn.execute("DELETE FROM separations WHERE (type, value) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
-                       *_cols(keys))
+    for table in ("separations", "links"):
+        for side in (("type", "value"),) if table == "separations" else (("a_type", "a_value"), ("b_type", "b_value")):
+            await conn.execute(f"DELETE FROM {table} WHERE ({side[0]}, {side[1]}) IN "
+                               "(SELECT * FROM unnest($1::text[], $2::text[]))", *_cols(keys))
     return ids, len(keys)

@@ -11,16 +11,17 @@ from cdp.common.v1 import identifier_pb2
 from cdp.identity.v1 import events_pb2 as identity_events
 from cdp.identity.v1 import identity_pb2, identity_pb2_grpc
 from cdp_core import envelope
-from cdp_core.errors import InvalidArgument, NotFound
+from cdp_core.errors import FailedPrecondition, InvalidArgument, NotFound
 from cdp_core.outbox import OutboxWriter
 
 from . import graphstore as gs
 from .config import DEFAULT_YAML, ConfigStore
+from .graph import Graph, Link
 from .normalize import InvalidIdentifier, check
 
 SERVICE = "cdp.identity.v1.IdentityService"
 _READ = ("ResolveIdentifier", "GetIdentityGraph", "ListMerges", "ExportGraph", "GetRules", "ListCandidates")
-_WRITE = ("SplitProfile", "ForgetProfile", "ApplyRules")
+_WRITE = ("SplitProfile", "ForgetProfile", "ApplyRules", "ReviewCandidate")
 SCOPES = {**{f"/{SERVICE}/{m}": "profiles:read" for m in _READ},
           **{f"/{SERVICE}/{m}": "profiles:write" for m in _WRITE}}
 MAX_PAGE = 1000
@@ -44,12 +45,19 @@ def _next(offset: int, size: int, got: int) -> str:
     return str(offset + size) if got == size else ""
 
 
+def _json_text(v) -> str:
+    """A jsonb column as JSON text (asyncpg returns it as text unless a codec is set)."""
+    if v is None:
+        return ""
+    return v if isinstance(v, str) else json.dumps(v)
+
+
 def _merge_pb(r: asyncpg.Record) -> identity_pb2.Merge:
     m = identity_pb2.Merge(
         merge_id=r["merge_id"], survivor_profile_id=r["survivor_id"], merged_profile_id=r["merged_id"],
         rule=r["rule"], identifier=identifier_pb2.Identifier(type=r["identifier_type"], value=r["identifier_value"]),
         event_id=r["event_id"], confidence=r["confidence"], survivor_reason=r["survivor_reason"],
-        details_json=r["details"] or "", undone_by_split=r["undone_by"] or "")
+        details_json=_json_text(r["details"]), undone_by_split=r["undone_by"] or "")
     m.merged_at.FromDatetime(r["merged_at"])
     return m
 
@@ -203,7 +211,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         size, offset = _page(request.page_size, request.page_token)
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(
-                "SELECT c.* FROM candidates c WHERE EXISTS (SELECT 1 FROM profiles p WHERE p.profile_id = c.profile_id "
+                "SELECT c.* FROM candidates c WHERE c.status = 'open' AND EXISTS (SELECT 1 FROM profiles p WHERE p.profile_id = c.profile_id "
                 "AND p.merged_into IS NULL) AND EXISTS (SELECT 1 FROM profiles p WHERE p.profile_id = c.other_profile_id"
                 " AND p.merged_into IS NULL) ORDER BY probability DESC, profile_id, other_profile_id "
                 "LIMIT $1 OFFSET $2", size, offset)
@@ -211,7 +219,45 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         for r in rows:
             c = out.candidates.add(profile_id=r["profile_id"], other_profile_id=r["other_profile_id"],
                                    probability=r["probability"], weight=r["weight"],
-                                   details_json=json.dumps(r["details"]) if not isinstance(r["details"], str)
-                                   else r["details"], event_id=r["event_id"])
+                                   details_json=_json_text(r["details"]), event_id=r["event_id"])
             c.found_at.FromDatetime(r["found_at"])
         return out
+
+    async def ReviewCandidate(self, request, context) -> identity_pb2.ReviewCandidateResponse:
+        if not request.profile_id or not request.other_profile_id:
+            raise InvalidArgument("name both profiles of the candidate pair", field="profile_id")
+        outbox = OutboxWriter()
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT * FROM candidates WHERE (profile_id, other_profile_id) IN (($1, $2), ($2, $1)) FOR UPDATE",
+                request.profile_id, request.other_profile_id)
+            if row is None or row["status"] != "open":
+                raise NotFound("no open candidate pair with these profiles", field="profile_id")
+            key = (row["profile_id"], row["other_profile_id"])
+            if not request.accept:
+                await conn.execute("UPDATE candidates SET status = 'rejected' WHERE (profile_id, other_profile_id) = "
+                                   "($1, $2)", *key)
+                return identity_pb2.ReviewCandidateResponse(status="rejected")
+            a = await self._profile(conn, identity_pb2.ProfileRef(profile_id=key[0]))
+            b = await self._profile(conn, identity_pb2.ProfileRef(profile_id=key[1]))
+            cfg = await self.config.current(conn)
+            nodes = await gs.load_nodes(conn, {a, b})
+            g = Graph(cfg.rules, nodes, separations=await gs.separations(conn, {k for n in nodes for k in n.keys()}))
+            if a == b or len(g.nodes) != 2:
+                raise FailedPrecondition("the two profiles are one profile already", field="profile_id")
+            why = g.link_conflict(a, b)
+            if why is not None:
+                raise FailedPrecondition(f"the rules forbid this merge: {why}", field="profile_id")
+            ka, kb = (min(g.nodes[p].keys(), key=cfg.rules.sort_key) for p in (a, b))
+            seq = max(r[0] for r in await conn.fetch(
+                "SELECT first_seq FROM identifiers WHERE (type, value) IN (($1, $2), ($3, $4))", *ka, *kb))
+            details = {"reviewed": True, "reason": request.reason, "candidate": json.loads(row["details"])
+                       if isinstance(row["details"], str) else row["details"]}
+            m = g.link(Link(seq, row["event_id"], ka, kb, "review", row["probability"], details))
+            await gs.write(conn, g, [])
+            await conn.execute("UPDATE candidates SET status = 'accepted' WHERE (profile_id, other_profile_id) = "
+                               "($1, $2)", *key)
+            outbox.add(gs.merged_event(m, row["event_id"], None))
+            await outbox.flush(conn)
+        return identity_pb2.ReviewCandidateResponse(status="accepted", survivor_profile_id=m.survivor,
+                                                    merged_profile_id=m.merged)

@@ -38,8 +38,8 @@ from cdp_core.outbox import OutboxWriter
 from . import graphstore as gs
 from .config import ConfigStore, IdentityConfig
 from .domain import extract
-from .graph import Graph, Outcome
-from .rules import Provenance, Unresolvable
+from .graph import Graph, Link, Outcome
+from .rules import Unresolvable
 
 INGEST_KINDS = ("track", "identify", "page", "screen", "group", "alias")
 MAX_CANDIDATES_PER_KEY = 200  # profiles read per blocking key when matching one record
@@ -148,17 +148,16 @@ class IdentityProjection(Projection):
                 cands = [(g.canonical(p), c) for p, c in cands if g.canonical(p) != pid]
                 matches, review = best_matches(model, rec, cands, thresholds)
                 targets = {p for p, _ in matches}
-                if len(targets) == 1:
-                    other, score = matches[0]
-                    await self._merge(conn, g, pid, other, score, r, outbox)
+                if len(targets) == 1 and await self._merge(conn, g, pid, matches[0][0], matches[0][1], r, outbox):
                     pid = g.canonical(pid)
-                elif targets:  # ambiguous: more than one person matches — a miss beats a wrong merge
+                elif targets:  # ambiguous (more than one person matches) or forbidden: a miss beats a wrong merge
                     review = matches + review
                 for other, score in review:
                     await conn.execute(
                         "INSERT INTO candidates (profile_id, other_profile_id, probability, weight, details, event_id) "
                         "VALUES ($1, $2, $3, $4, $5::jsonb, $6) ON CONFLICT (profile_id, other_profile_id) DO UPDATE "
-                        "SET probability = excluded.probability, weight = excluded.weight, details = excluded.details",
+                        "SET probability = excluded.probability, weight = excluded.weight, details = excluded.details "
+                        "WHERE candidates.status = 'open'",
                         pid, g.canonical(other), score.probability, score.weight, json.dumps(_details(score)),
                         r.event_id)
             batch.append((pid, rec, keys))
@@ -174,20 +173,21 @@ class IdentityProjection(Projection):
         return [(p, MatchRecord.from_dict(json.loads(rec) if isinstance(rec, str) else rec)) for p, rec in rows]
 
     async def _merge(self, conn: asyncpg.Connection, g: Graph, pid: str, other: str, score, r: gs.Resolution,
-                     outbox: OutboxWriter) -> None:
+                     outbox: OutboxWriter) -> bool:
+        """Merges the record's new profile with the matched one, unless a rule forbids it
+        (False: the pair is kept as a review candidate instead)."""
         if other not in g.nodes:
-            for n in await gs.load_nodes(conn, {other}):
-                g.nodes[n.profile_id] = n
-                for k in n.keys():
-                    g.owner[k] = n.profile_id
+            g.add(await gs.load_nodes(conn, {other}))
             if other not in g.nodes:  # merged or forgotten meanwhile
-                return
-        a, b = sorted((g.nodes[pid], g.nodes[other]), key=lambda n: (n.created_seq, n.profile_id))
-        why = f"older profile (created at log sequence {a.created_seq})"
-        prov = Provenance("probabilistic", r.keys[0], round(score.probability, 6), why,
-                          {"matched_profile_id": other, **_details(score)})
-        m = g.merge(a.profile_id, b.profile_id, prov, r.event_id)
+                return False
+        out: Outcome = r.outcome  # type: ignore[assignment]
+        b = min(g.nodes[other].keys(), key=g.rules.sort_key)
+        m = g.link(Link(r.seq, r.event_id, out.accepted[0], b, "probabilistic", round(score.probability, 6),
+                        {"matched_profile_id": other, **_details(score)}))
+        if m is None:
+            return False
         outbox.add(gs.merged_event(m, r.event_id, None))
+        return True
 
     @staticmethod
     async def _store_records(conn: asyncpg.Connection, g: Graph, matched: list[tuple]) -> None:

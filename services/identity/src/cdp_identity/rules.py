@@ -302,7 +302,7 @@ class Rules:
         return next((r for r in self._regexes if r.matches(key)), None)  # type: ignore[attr-defined]
 
 
-def _conflict(rules: Rules, side: Mapping[str, set[str] | frozenset[str]],
+def conflict_of(rules: Rules, side: Mapping[str, set[str] | frozenset[str]],
               adding: Mapping[str, set[str] | frozenset[str]], merging: bool) -> tuple[str, str] | None:
     """(rule, reason) when joining `adding` to `side` breaks a rule, else None."""
     if merging and side:
@@ -320,7 +320,7 @@ def _conflict(rules: Rules, side: Mapping[str, set[str] | frozenset[str]],
     return None
 
 
-def _separated(tags: set[tuple[str, int]], adding: set[tuple[str, int]]) -> str | None:
+def separated_by(tags: set[tuple[str, int]], adding: set[tuple[str, int]]) -> str | None:
     """The split that keeps two sides apart: a split id tagged with different sides on each."""
     sides = dict(tags)
     for split_id, side in sorted(adding):
@@ -382,12 +382,12 @@ def decide(rules: Rules, identifiers: Iterable[Key], profiles: Iterable[Profile]
             accepted.append(k)
             continue
         adding = p.identifiers if p is not None else {k[0]: frozenset((k[1],))}
-        conflict = _conflict(rules, side, adding, merging=p is not None)
+        conflict = conflict_of(rules, side, adding, merging=p is not None)
         adding_tags: set[tuple[str, int]] = set()
         if sep:
             for key in (p.keys() if p is not None else (k,)):
                 adding_tags.update(sep.get(key, ()))
-            split_id = _separated(tags, adding_tags) if conflict is None else None
+            split_id = separated_by(tags, adding_tags) if conflict is None else None
             if split_id is not None:
                 conflict = ("split", f"separated from the profile by split {split_id}")
         if conflict is not None:

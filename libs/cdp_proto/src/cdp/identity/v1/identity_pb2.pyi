@@ -202,6 +202,28 @@ class Candidate(_message.Message):
     found_at: _timestamp_pb2.Timestamp
     def __init__(self, profile_id: _Optional[str] = ..., other_profile_id: _Optional[str] = ..., probability: _Optional[float] = ..., weight: _Optional[float] = ..., details_json: _Optional[str] = ..., event_id: _Optional[str] = ..., found_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
+class ReviewCandidateRequest(_message.Message):
+    __slots__ = ("profile_id", "other_profile_id", "accept", "reason")
+    PROFILE_ID_FIELD_NUMBER: _ClassVar[int]
+    OTHER_PROFILE_ID_FIELD_NUMBER: _ClassVar[int]
+    ACCEPT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    profile_id: str
+    other_profile_id: str
+    accept: bool
+    reason: str
+    def __init__(self, profile_id: _Optional[str] = ..., other_profile_id: _Optional[str] = ..., accept: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ReviewCandidateResponse(_message.Message):
+    __slots__ = ("status", "survivor_profile_id", "merged_profile_id")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    SURVIVOR_PROFILE_ID_FIELD_NUMBER: _ClassVar[int]
+    MERGED_PROFILE_ID_FIELD_NUMBER: _ClassVar[int]
+    status: str
+    survivor_profile_id: str
+    merged_profile_id: str
+    def __init__(self, status: _Optional[str] = ..., survivor_profile_id: _Optional[str] = ..., merged_profile_id: _Optional[str] = ...) -> None: ...
+
 class ListCandidatesResponse(_message.Message):
     __slots__ = ("candidates", "next_page_token")
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]

@@ -83,6 +83,11 @@ class IdentityServiceStub:
                 request_serializer=cdp_dot_identity_dot_v1_dot_identity__pb2.ListCandidatesRequest.SerializeToString,
                 response_deserializer=cdp_dot_identity_dot_v1_dot_identity__pb2.ListCandidatesResponse.FromString,
                 _registered_method=True)
+        self.ReviewCandidate = channel.unary_unary(
+                '/cdp.identity.v1.IdentityService/ReviewCandidate',
+                request_serializer=cdp_dot_identity_dot_v1_dot_identity__pb2.ReviewCandidateRequest.SerializeToString,
+                response_deserializer=cdp_dot_identity_dot_v1_dot_identity__pb2.ReviewCandidateResponse.FromString,
+                _registered_method=True)
 
 
 class IdentityServiceServicer:
@@ -162,6 +167,14 @@ class IdentityServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReviewCandidate(self, request, context):
+        """ReviewCandidate accepts a candidate (the two profiles merge, rule "review",
+        unless a rule forbids it: FAILED_PRECONDITION) or rejects it (not listed again).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IdentityServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -209,6 +222,11 @@ def add_IdentityServiceServicer_to_server(servicer, server):
                     servicer.ListCandidates,
                     request_deserializer=cdp_dot_identity_dot_v1_dot_identity__pb2.ListCandidatesRequest.FromString,
                     response_serializer=cdp_dot_identity_dot_v1_dot_identity__pb2.ListCandidatesResponse.SerializeToString,
+            ),
+            'ReviewCandidate': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReviewCandidate,
+                    request_deserializer=cdp_dot_identity_dot_v1_dot_identity__pb2.ReviewCandidateRequest.FromString,
+                    response_serializer=cdp_dot_identity_dot_v1_dot_identity__pb2.ReviewCandidateResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -458,6 +476,33 @@ class IdentityService:
             '/cdp.identity.v1.IdentityService/ListCandidates',
             cdp_dot_identity_dot_v1_dot_identity__pb2.ListCandidatesRequest.SerializeToString,
             cdp_dot_identity_dot_v1_dot_identity__pb2.ListCandidatesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReviewCandidate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.identity.v1.IdentityService/ReviewCandidate',
+            cdp_dot_identity_dot_v1_dot_identity__pb2.ReviewCandidateRequest.SerializeToString,
+            cdp_dot_identity_dot_v1_dot_identity__pb2.ReviewCandidateResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,115 @@
+"""Probabilistic matching in the stream: an offline record that shares no identifier with
+anyone merges into the person it matches, with its confidence; a weaker match waits for
+review; a split undoes a probabilistic merge and a rebuild does not redo it."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import grpc
+import pytest
+
+from cdp.common.v1 import identifier_pb2
+from cdp.identity.v1 import identity_pb2, identity_pb2_grpc
+from cdp.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from cdp_core.testing import eventually
+
+pytestmark = pytest.mark.integration
+
+
+def ident(t: str, v: str) -> identifier_pb2.Identifier:
+    return identifier_pb2.Identifier(type=t, value=v)
+
+
+def common(**kw) -> ingest_pb2.EventCommon:
+    kw.setdefault("message_id", str(uuid.uuid4()))
+    return ingest_pb2.EventCommon(**kw)
+
+
+async def test_an_offline_record_merges_into_the_person_it_matches(stack):
+    run = uuid.uuid4().hex[:8]
+    ingest = ingest_pb2_grpc.IngestServiceStub(stack.channel("ingest"))
+    identity = identity_pb2_grpc.IdentityServiceStub(stack.channel("identity"))
+    crm = {"firstName": "Lucía", "lastName": "Fernández Ortega", "birthday": "1984-03-12",
+           "email": f"lucia.{run}@example.com", "phone": "+34 612 345 678",
+           "address": {"street": "Calle Mayor 12", "postalCode": "28013", "city": "Madrid"}}
+    await ingest.Identify(ingest_pb2.IdentifyRequest(common=common(user_id=f"crm-{run}"), traits_json=json.dumps(crm)))
+    # someone else in the same street with the same surname: must not be merged with her
+    sister = {"firstName": "Marta", "lastName": "Fernández Ortega", "birthday": "1988-07-01",
+              "address": {"street": "Calle Mayor 12", "postalCode": "28013", "city": "Madrid"}}
+    await ingest.Identify(ingest_pb2.IdentifyRequest(common=common(user_id=f"crm2-{run}"),
+                                                     traits_json=json.dumps(sister)))
+    # a till receipt (with the loyalty sign-up form's birth date): accents lost, no
+    # identifier but the receipt's own id
+    pos = {"firstName": "Lucia", "lastName": "Fernandez Ortega", "address": {"postalCode": "28013"},
+           "birthday": "12/03/1984"}
+    await ingest.Track(ingest_pb2.TrackRequest(
+        common=common(anonymous_id=f"receipt:{run}", context_json=json.dumps({"traits": pos})),
+        event="Order Completed", properties_json=json.dumps({"total": 30.5})))
+
+    async def merged():
+        try:
+            r = await identity.ResolveIdentifier(identity_pb2.ResolveIdentifierRequest(
+                identifier=ident("anonymous_id", f"receipt:{run}")))
+        except grpc.aio.AioRpcError:
+            return None
+        return r if ("user_id", f"crm-{run}") in {(i.type, i.value) for i in r.identifiers} else None
+
+    r = await eventually(merged)
+    assert ("user_id", f"crm2-{run}") not in {(i.type, i.value) for i in r.identifiers}
+    g = await identity.GetIdentityGraph(identity_pb2.GetIdentityGraphRequest(
+        profile=identity_pb2.ProfileRef(profile_id=r.profile_id)))
+    (m,) = [m for m in g.merges if m.rule == "probabilistic"]
+    assert 0.9 < m.confidence <= 1.0
+    details = json.loads(m.details_json)
+    assert {c["field"] for c in details["comparisons"]} >= {"first_name", "last_name", "postal_code"}
+
+    # a split takes the receipt back out; the separation keeps a rebuild from matching it again
+    res = await identity.SplitProfile(identity_pb2.SplitProfileRequest(
+        profile=identity_pb2.ProfileRef(profile_id=r.profile_id), identifiers=[ident("anonymous_id", f"receipt:{run}")],
+        reason="reviewed: not her"))
+    assert len(res.profiles) == 2
+    again = await identity.ResolveIdentifier(identity_pb2.ResolveIdentifierRequest(
+        identifier=ident("anonymous_id", f"receipt:{run}")))
+    assert {(i.type, i.value) for i in again.identifiers} == {("anonymous_id", f"receipt:{run}")}
+
+
+async def test_a_weaker_match_waits_for_review_and_an_accepted_one_merges(stack):
+    run = uuid.uuid4().hex[:8]
+    ingest = ingest_pb2_grpc.IngestServiceStub(stack.channel("ingest"))
+    identity = identity_pb2_grpc.IdentityServiceStub(stack.channel("identity"))
+    await ingest.Identify(ingest_pb2.IdentifyRequest(common=common(user_id=f"crm-{run}"), traits_json=json.dumps(
+        {"firstName": "Jorge", "lastName": "Sanz", "address": {"postalCode": "41004", "city": "Sevilla"},
+         "birthday": "1990-01-02"})))
+    # a misspelt first name and a postcode: plausible, not enough to merge on its own
+    await ingest.Track(ingest_pb2.TrackRequest(
+        common=common(anonymous_id=f"receipt:{run}", context_json=json.dumps({"traits": {
+            "firstName": "Jorje", "lastName": "Sanz", "address": {"postalCode": "41004"}}})),
+        event="Order Completed"))
+
+    async def listed():
+        res = await identity.ListCandidates(identity_pb2.ListCandidatesRequest())
+        mine = [c for c in res.candidates if c.event_id]
+        for c in mine:
+            ids = set()
+            for p in (c.profile_id, c.other_profile_id):
+                g = await identity.GetIdentityGraph(identity_pb2.GetIdentityGraphRequest(
+                    profile=identity_pb2.ProfileRef(profile_id=p)))
+                ids |= {(i.identifier.type, i.identifier.value) for i in g.identifiers}
+            if {("user_id", f"crm-{run}"), ("anonymous_id", f"receipt:{run}")} <= ids:
+                return c
+        return None
+
+    c = await eventually(listed)
+    assert 0.5 <= c.probability < 0.99
+    res = await identity.ReviewCandidate(identity_pb2.ReviewCandidateRequest(
+        profile_id=c.profile_id, other_profile_id=c.other_profile_id, accept=True, reason="same loyalty card"))
+    assert res.status == "accepted"
+    r = await identity.ResolveIdentifier(identity_pb2.ResolveIdentifierRequest(
+        identifier=ident("anonymous_id", f"receipt:{run}")))
+    assert ("user_id", f"crm-{run}") in {(i.type, i.value) for i in r.identifiers}
+    with pytest.raises(grpc.aio.AioRpcError) as e:
+        await identity.ReviewCandidate(identity_pb2.ReviewCandidateRequest(
+            profile_id=c.profile_id, other_profile_id=c.other_profile_id, accept=False))
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
