@@ -152,3 +152,16 @@ def test_context_traits_from_the_mapping_survive_identifier_traits():
         "kind: track\nevent: Order Completed\ncolumns:\n  email: {to: email}\n  name: {to: context.traits.firstName}\n")
     call = csvmap.RowMapper(m, ["email", "name"], "pos").call([["ana@example.com", "Ana"]])
     assert call["context"]["traits"] == {"email": "ana@example.com", "firstName": "Ana"}
+
+
+def test_rows_known_only_by_a_name_get_an_anonymous_id_from_the_named_column():
+    mapping = ("kind: track\nevent: Order Completed\ngroup_by: receipt\nanonymous_from: receipt\n"
+               "columns: {receipt: property.order_id, loyalty: {to: anonymous_id, prefix: 'loyalty:'}, "
+               "last: context.traits.lastName}")
+    its = items("receipt,loyalty,last\nR1,,Sanz\nR2,L7,Ruiz\nR3,,\n", mapping, source="pos")
+    by_order = {i.call["properties"]["order_id"]: i.call for i in its}
+    assert by_order["R1"]["anonymousId"] == csvmap.anonymous_id_of("pos", "receipt", "R1")
+    assert by_order["R1"]["context"]["traits"] == {"lastName": "Sanz"}
+    assert by_order["R2"]["anonymousId"] == "loyalty:L7"  # a real identifier wins
+    with pytest.raises(csvmap.MappingError, match="anonymous_from"):
+        items("a\n1\n", "kind: track\nevent: E\nanonymous_from: [x]\ncolumns: {a: property.a}")

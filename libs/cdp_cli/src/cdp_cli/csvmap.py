@@ -67,12 +67,15 @@ class Mapping:
     nulls: frozenset[str] = frozenset(DEFAULT_NULLS)
     group_by: str = ""
     id_columns: list[str] = field(default_factory=list)
+    anonymous_from: str = ""  # a row with no identifier gets an anonymousId derived from this column
     delimiter: str = ","
     encoding: str = "utf-8"
     fingerprint: str = ""  # sha256 of the mapping file
 
     def check_header(self, header: list[str]) -> None:
-        missing = [c for c in [*(c.name for c in self.columns), *self.id_columns, *([self.group_by] if self.group_by else [])]
+        missing = [c for c in [*(c.name for c in self.columns), *self.id_columns,
+                               *([self.group_by] if self.group_by else []),
+                               *([self.anonymous_from] if self.anonymous_from else [])]
                    if c not in header]
         if missing:
             raise MappingError(f"columns not in the CSV header: {', '.join(sorted(set(missing)))} "
@@ -123,7 +126,8 @@ def parse_mapping(text: str, *, where: str = "mapping") -> Mapping:
         raise MappingError(f"{where} is not valid YAML: {e}") from None
     if not isinstance(doc, dict):
         raise MappingError(f"{where} must be a YAML object with kind: and columns:")
-    unknown = set(doc) - {"kind", "event", "columns", "null_values", "group_by", "id_columns", "delimiter", "encoding"}
+    unknown = set(doc) - {"kind", "event", "columns", "null_values", "group_by", "id_columns", "anonymous_from",
+                          "delimiter", "encoding"}
     if unknown:
         raise MappingError(f"unknown keys {', '.join(sorted(unknown))}")
     kind = doc.get("kind")
@@ -149,6 +153,9 @@ def parse_mapping(text: str, *, where: str = "mapping") -> Mapping:
     id_columns = doc.get("id_columns") or []
     if not isinstance(id_columns, list) or not all(isinstance(c, str) for c in id_columns):
         raise MappingError("id_columns: must be a list of column names")
+    anonymous_from = doc.get("anonymous_from") or ""
+    if not isinstance(anonymous_from, str):
+        raise MappingError("anonymous_from: must be a column name")
     nulls = doc.get("null_values", list(DEFAULT_NULLS))
     if not isinstance(nulls, list):
         raise MappingError("null_values: must be a list of strings")
@@ -157,7 +164,7 @@ def parse_mapping(text: str, *, where: str = "mapping") -> Mapping:
         raise MappingError("delimiter: must be one character")
     return Mapping(kind=kind, event=event.strip() if isinstance(event, str) else "", columns=columns,
                    nulls=frozenset(str(n) for n in nulls), group_by=str(group_by), id_columns=list(id_columns),
-                   delimiter=delimiter, encoding=str(doc.get("encoding") or "utf-8"),
+                   anonymous_from=anonymous_from, delimiter=delimiter, encoding=str(doc.get("encoding") or "utf-8"),
                    fingerprint=hashlib.sha256(text.encode()).hexdigest())
 
 
@@ -257,6 +264,7 @@ class RowMapper:
         self.cols = [(self.index[c.name], c) for c in mapping.columns]
         self.id_idx = [self.index[c] for c in mapping.id_columns]
         self.group_idx = self.index[mapping.group_by] if mapping.group_by else None
+        self.anon_idx = self.index[mapping.anonymous_from] if mapping.anonymous_from else None
 
     def _cell(self, row: list[str], i: int) -> str | None:
         v = row[i].strip() if i < len(row) else ""
@@ -314,6 +322,10 @@ class RowMapper:
             call["identifiers"] = [{"type": t, "value": v} for t, v in extra]
             if "userId" not in call and "anonymousId" not in call:
                 call["anonymousId"] = anonymous_id_of(self.source, *extra[0])
+        if "userId" not in call and "anonymousId" not in call and self.anon_idx is not None:
+            v = rows[0][self.anon_idx].strip() if self.anon_idx < len(rows[0]) else ""
+            if v and v not in m.nulls:  # known only by what the row says (e.g. a name): identity may match it
+                call["anonymousId"] = anonymous_id_of(self.source, m.anonymous_from, v)
         for t in ("email", "phone"):
             if ids.get(t):
                 (bag if m.kind == "identify" else ctx_traits).setdefault(t, ids[t])

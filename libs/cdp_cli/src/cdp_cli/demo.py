@@ -196,6 +196,7 @@ POS_MAPPING = """\
 kind: track
 event: Order Completed
 group_by: receipt_id
+anonymous_from: receipt_id
 columns:
   receipt_id: property.order_id
   store_id: property.store_id
@@ -204,9 +205,9 @@ columns:
   loyalty_id: {to: anonymous_id, prefix: "loyalty:"}
   customer_email: email
   customer_phone: phone
-  customer_first_name: property.customer.first_name
-  customer_last_name: property.customer.last_name
-  customer_postcode: property.customer.postcode
+  customer_first_name: context.traits.firstName
+  customer_last_name: context.traits.lastName
+  customer_postcode: context.traits.address.postalCode
   payment_method: property.payment_method
   currency: property.currency
   receipt_total: {to: property.total, type: float}
@@ -417,9 +418,9 @@ async def _send_webhooks(session, base: str, source_name: str, deliveries: list[
 
 
 def _identified_pos(src, dst) -> tuple[int, int]:
-    """Copies the POS export keeping receipts with a customer identifier (loyalty id, e-mail or
-    phone): an anonymous receipt has nobody to attach to (ingest would refuse it: no userId or
-    anonymousId). (receipts kept, receipts left out)."""
+    """Copies the POS export keeping receipts that say something about the customer (a loyalty
+    id, an e-mail, a phone, or a name that identity can match): a fully anonymous receipt has
+    nobody to attach to. (receipts kept, receipts left out)."""
     import csv
 
     kept, dropped = set(), set()
@@ -428,7 +429,7 @@ def _identified_pos(src, dst) -> tuple[int, int]:
         w = csv.DictWriter(fo, r.fieldnames or [], lineterminator="\n")
         w.writeheader()
         for row in r:
-            if row["loyalty_id"] or row["customer_email"] or row["customer_phone"]:
+            if row["loyalty_id"] or row["customer_email"] or row["customer_phone"] or row["customer_last_name"]:
                 kept.add(row["receipt_id"])
                 w.writerow(row)
             else:
