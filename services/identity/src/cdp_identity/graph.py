@@ -81,19 +81,22 @@ class Changes:
     merges: list[tuple[Merge, str]] = field(default_factory=list)  # (merge, event id)
     touched: set[str] = field(default_factory=set)
     links: dict[str, Link] = field(default_factory=dict)  # merge id -> the link it came from
+    sighted: set[tuple[Key, str]] = field(default_factory=set)  # (value, profile) sightings to store
 
 
 class Graph:
     def __init__(self, rules: Rules, nodes: Iterable[Node] = (), *,
                  separations: Mapping[Key, frozenset[tuple[str, int]]] | None = None,
-                 sightings: Mapping[Key, int] | None = None,
+                 sightings: Mapping[Key, Iterable[str]] | None = None,
                  taken_ids: Mapping[str, str | None] | Iterable[str] = ()):
         self.rules = rules
         self.nodes: dict[str, Node] = {}
         self.owner: dict[Key, str] = {}
         self.add(nodes)
         self.separations = dict(separations or {})
-        self.sightings = dict(sightings or {})
+        # For the types in rules.shared_max_profiles: the profiles each value was presented with.
+        self.sightings: dict[Key, set[str]] = {k: set(v) for k, v in (sightings or {}).items()}
+        self.tracked = frozenset(rules.shared_max_profiles)
         # Ids of profiles that no longer live -> the profile they were merged into (None: removed).
         self.taken: dict[str, str | None] = dict(taken_ids) if isinstance(taken_ids, Mapping) else dict.fromkeys(
             taken_ids)
@@ -119,7 +122,8 @@ class Graph:
         keys = list(keys)
         touched = {self.owner[k] for k in keys if k in self.owner}
         profiles = [self.nodes[p] for p in touched]
-        d: Decision = decide(self.rules, keys, profiles, sightings=self.sightings,
+        seen = {k: len(self.sightings.get(k, ())) for k in keys if k[0] in self.tracked} if self.tracked else None
+        d: Decision = decide(self.rules, keys, profiles, sightings=seen,
                              separations=self.separations)  # type: ignore[arg-type]
         late = any(p.last_seq > seq for p in profiles)
         conflicted = any(x.provenance.rule in ORDER_DEPENDENT for x in d.dropped) or any(
@@ -144,6 +148,11 @@ class Graph:
             self.changes.new_identifiers[k] = (event_id, seq)
         node.last_seq = max(node.last_seq, seq)
         node.conflicted = node.conflicted or conflicted
+        if self.tracked:
+            for k in keys:
+                if k[0] in self.tracked:
+                    self.sightings.setdefault(k, set()).add(node.profile_id)
+                    self.changes.sighted.add((k, node.profile_id))
         self.changes.touched.add(node.profile_id)
         return Outcome(node.profile_id, d.accepted, d.new_identifiers, tuple(merges), d.dropped, created,
                        late, conflicted)
@@ -256,12 +265,13 @@ def merge_key(event_id: str, merged: str) -> str:
 def rebuild(rules: Rules, events: Iterable[tuple[int, str, list[Key]]], *,
             separations: Mapping[Key, frozenset[tuple[str, int]]] | None = None,
             taken_ids: Iterable[str] = (), record: dict[int, Outcome] | None = None,
-            links: Iterable[Link] = ()) -> tuple[Graph, dict[int, str]]:
+            links: Iterable[Link] = (), sightings: Mapping[Key, Iterable[str]] | None = None
+            ) -> tuple[Graph, dict[int, str]]:
     """Resolves (seq, event id, identifiers) afresh in log order in an empty graph; returns
     the graph and each event's final (canonical) profile id. Events every identifier of
     which is dropped belong to no profile and are left out. `record` receives each
     event's Outcome. `links` are applied again after the event at their sequence."""
-    g = Graph(rules, separations=separations, taken_ids=taken_ids)
+    g = Graph(rules, separations=separations, taken_ids=taken_ids, sightings=sightings)
     assigned: dict[int, str] = {}
     after: dict[int, list[Link]] = {}
     for lk in links:

@@ -107,6 +107,19 @@ async def separations(conn: asyncpg.Connection, keys: Iterable[Key]) -> dict[Key
     return {k: frozenset(v) for k, v in out.items()}
 
 
+async def sightings(conn: asyncpg.Connection, rules: Rules, keys: Iterable[Key]) -> dict[Key, set[str]]:
+    """For values of the types in rules.shared_max_profiles: the profiles each was presented with."""
+    keys = [k for k in keys if k[0] in rules.shared_max_profiles]
+    if not keys:
+        return {}
+    rows = await conn.fetch("SELECT type, value, profile_id FROM sightings WHERE (type, value) IN "
+                            "(SELECT * FROM unnest($1::text[], $2::text[]))", *_cols(keys))
+    out: dict[Key, set[str]] = {}
+    for t, v, p in rows:
+        out.setdefault((t, v), set()).add(p)
+    return out
+
+
 async def forgotten(conn: asyncpg.Connection, keys: Iterable[Key]) -> set[Key]:
     hashes = {tombstone(k): k for k in keys}
     if not hashes:
@@ -175,6 +188,11 @@ async def write(conn: asyncpg.Connection, g: Graph, resolutions: list[Resolution
             records=[(k[0], k[1], g.owner[k], e, s) for k, (e, s) in ch.new_identifiers.items()])
     if ch.merges:
         await insert_merges(conn, ch.merges)
+    if ch.sighted:
+        rows = sorted({(k[0], k[1], g.canonical(p)) for k, p in ch.sighted})
+        await conn.execute("INSERT INTO sightings (type, value, profile_id) SELECT * FROM "
+                           "unnest($1::text[], $2::text[], $3::text[]) ON CONFLICT DO NOTHING",
+                           [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
     if ch.links:
         await conn.executemany(
             "INSERT INTO links (link_id, seq, event_id, a_type, a_value, b_type, b_value, rule, confidence, reason, "
@@ -300,7 +318,8 @@ async def rebuild_profiles(conn: asyncpg.Connection, js, rules: Rules, pids: set
     events = [(r["seq"], r["event_id"], [dec(s) for s in r["keys"]]) for r in rows]
     all_keys = {k for _, _, ks in events for k in ks}
     seps = await separations(conn, all_keys)
-    g, assigned, outcomes = _replay(rules, events, seps, await links_of(conn, all_keys))
+    g, assigned, outcomes = _replay(rules, events, seps, await links_of(conn, all_keys),
+                                    await sightings(conn, rules, all_keys))
     old_assigned = {r["seq"]: r["profile_id"] for r in rows}
     old_owner = await conn.fetch("SELECT type, value, profile_id FROM identifiers WHERE profile_id = ANY($1::text[])",
                                  sorted(live))
@@ -336,9 +355,9 @@ async def rebuild_profiles(conn: asyncpg.Connection, js, rules: Rules, pids: set
     return result
 
 
-def _replay(rules: Rules, events, seps, links) -> tuple[Graph, dict[int, str], dict[int, Outcome]]:
+def _replay(rules: Rules, events, seps, links, seen) -> tuple[Graph, dict[int, str], dict[int, Outcome]]:
     outcomes: dict[int, Outcome] = {}
-    g, assigned = rebuild(rules, events, separations=seps, record=outcomes, links=links)
+    g, assigned = rebuild(rules, events, separations=seps, record=outcomes, links=links, sightings=seen)
     return g, assigned, outcomes
 
 
@@ -358,7 +377,7 @@ async def forget(conn: asyncpg.Connection, profile_id: str) -> tuple[list[str], 
     seqs = [r[0] for r in await conn.fetch("SELECT seq FROM resolutions WHERE profile_id = $1", profile_id)]
     await conn.execute("DELETE FROM dropped_links WHERE seq = ANY($1::bigint[]) OR (type, value) IN "
                        "(SELECT * FROM unnest($2::text[], $3::text[]))", seqs, *_cols(keys))
-    for table, col in (("resolutions", "profile_id"), ("identifiers", "profile_id"), ("match_records", "profile_id"),
+    for table, col in (("resolutions", "profile_id"), ("sightings", "profile_id"), ("identifiers", "profile_id"), ("match_records", "profile_id"),
                        ("match_blocks", "profile_id"), ("candidates", "profile_id"),
                        ("candidates", "other_profile_id"), ("profiles", "profile_id"), ("merges", "survivor_id"),
                        ("merges", "merged_id")):

@@ -76,7 +76,7 @@ class IdentityProjection(Projection):
         keys = sorted(all_keys - gone)
         nodes = await gs.load_for(conn, keys)
         g = Graph(cfg.rules, nodes, separations=await gs.separations(
-            conn, {*keys, *(k for n in nodes for k in n.keys())}))
+            conn, {*keys, *(k for n in nodes for k in n.keys())}), sightings=await gs.sightings(conn, cfg.rules, keys))
         g.taken.update(await gs.taken_ids(conn, g, keys))
         resolutions: list[gs.Resolution] = []
         records: list[tuple[gs.Resolution, dict]] = []

@@ -138,3 +138,17 @@ def test_a_gone_profile_id_is_not_reused():
     g = Graph(Rules(), taken_ids=[profile_id_for(A, "a1")])
     out = g.resolve(7, "e7", [(A, "a1")])
     assert out.profile_id not in (profile_id_for(A, "a1"),) and out.created
+
+
+def test_a_device_seen_on_more_profiles_than_allowed_stops_linking():
+    rules = Rules.from_dict({"limits": {"user_id": 1}, "shared_max_profiles": {"device_id": 2}})
+    g = Graph(rules)
+    d = ("device_id", "tablet")
+    p1 = g.resolve(1, "e1", [(U, "u1"), d]).profile_id
+    p2 = g.resolve(2, "e2", [(U, "u2"), d]).profile_id  # the limit keeps d with u1; d seen on 2 profiles
+    assert p1 != p2 and g.sightings[d] == {p1, p2}
+    g.resolve(3, "e3", [(U, "u3"), d])  # 3 profiles now
+    out = g.resolve(4, "e4", [(A, "a4"), d])
+    assert [x.provenance.rule for x in out.dropped] == ["shared-value"]
+    assert out.created and g.owner[d] == p1
+    assert (d, out.profile_id) in g.changes.sighted

@@ -19,3 +19,12 @@ CREATE INDEX links_b ON links (b_type, b_value);
 
 -- Review outcome of a candidate pair: open, accepted or rejected (a rejected pair is not listed again).
 ALTER TABLE candidates ADD COLUMN status text NOT NULL DEFAULT 'open';
+
+-- For the types in the rules' shared_max_profiles: which profiles a value was presented
+-- with; a value seen on more than K profiles stops linking (rule shared-value).
+CREATE TABLE sightings (
+    type       text NOT NULL,
+    value      text NOT NULL,
+    profile_id text NOT NULL,
+    PRIMARY KEY (type, value, profile_id)
+);
