@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 
 IDENTIFIERS = ("user_id", "anonymous_id", "email", "phone", "device_id")
+CUSTOM = "identifier."  # identifier.<type>: a custom identifier type declared in identity's rules (crm_id, ...)
+CUSTOM_TYPE = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
 TYPES = ("string", "int", "float", "bool", "date", "datetime")
 PREFIXES = ("trait.", "property.", "product.", "context.")
 DEFAULT_NULLS = ("", "NULL", "null", "N/A")
@@ -94,15 +97,19 @@ def _column(name: str, spec: Any) -> Column:
     to = spec.get("to")
     if not isinstance(to, str) or not to:
         raise MappingError(f"{where}.to: is required")
-    if not (to in IDENTIFIERS or to == "timestamp" or (to.startswith(PREFIXES) and len(to.split(".", 1)[1]) > 0)):
+    if to.startswith(CUSTOM):
+        if not CUSTOM_TYPE.match(to[len(CUSTOM):]) or to[len(CUSTOM):] in IDENTIFIERS:
+            raise MappingError(f"{where}.to: {to!r}: a custom identifier type is 2-32 characters of a-z, 0-9 and _ "
+                               "(declared in identity's rules: identifier_types); built-in types are targets by name")
+    elif not (to in IDENTIFIERS or to == "timestamp" or (to.startswith(PREFIXES) and len(to.split(".", 1)[1]) > 0)):
         raise MappingError(f"{where}.to: {to!r} is not a target; use one of {', '.join(IDENTIFIERS)}, timestamp, "
-                           "trait.<name>, property.<name>, product.<name>, context.<name>")
+                           "identifier.<custom type>, trait.<name>, property.<name>, product.<name>, context.<name>")
     typ = spec.get("type") or ("datetime" if to == "timestamp" else "string")
     if typ not in TYPES:
         raise MappingError(f"{where}.type: must be one of {', '.join(TYPES)}")
     if to == "timestamp" and typ != "datetime":
         raise MappingError(f"{where}.type: a timestamp column is a datetime")
-    if to in IDENTIFIERS and typ != "string":
+    if (to in IDENTIFIERS or to.startswith(CUSTOM)) and typ != "string":
         raise MappingError(f"{where}.type: identifiers are strings")
     fmt = spec.get("format") or ""
     if not isinstance(fmt, str):
@@ -114,7 +121,7 @@ def _column(name: str, spec: Any) -> Column:
         except (ZoneInfoNotFoundError, ValueError):
             raise MappingError(f"{where}.timezone: unknown time zone {spec['timezone']!r}") from None
     prefix = spec.get("prefix") or ""
-    if prefix and to not in IDENTIFIERS:
+    if prefix and not (to in IDENTIFIERS or to.startswith(CUSTOM)):
         raise MappingError(f"{where}.prefix: only identifiers take a prefix")
     return Column(name, to, typ, fmt, tz, str(prefix), bool(spec.get("required", False)))
 
@@ -305,6 +312,8 @@ class RowMapper:
                     continue  # the first row of a group gives everything but its products
                 if c.to in IDENTIFIERS:
                     ids[c.to] = c.prefix + v
+                elif c.to.startswith(CUSTOM):
+                    ids[c.to[len(CUSTOM):]] = c.prefix + v
                 elif c.to == "timestamp":
                     call["timestamp"] = v
                 elif c.to.startswith("context."):
@@ -318,6 +327,7 @@ class RowMapper:
         if ids.get("anonymous_id"):
             call["anonymousId"] = ids["anonymous_id"]
         extra = [(t, ids[t]) for t in ("email", "phone", "device_id") if ids.get(t)]
+        extra += sorted((t, v) for t, v in ids.items() if t not in IDENTIFIERS and v)
         if extra:
             call["identifiers"] = [{"type": t, "value": v} for t, v in extra]
             if "userId" not in call and "anonymousId" not in call:

@@ -171,10 +171,10 @@ KEY_TRAITS = ("firstName", "lastName", "email", "phone", "birthday", "gender", "
 CRM_MAPPING = """\
 kind: identify
 columns:
-  crm_id: {to: user_id, prefix: "crm-"}
+  crm_id: identifier.crm_id
   email: email
   phone: phone
-  loyalty_id: {to: anonymous_id, prefix: "loyalty:"}
+  loyalty_id: identifier.loyalty_id
   first_name: trait.firstName
   last_name: trait.lastName
   second_last_name: trait.secondLastName
@@ -202,7 +202,7 @@ columns:
   store_id: property.store_id
   store_city: property.store_city
   purchased_at: {to: timestamp, format: "%Y-%m-%d %H:%M:%S", timezone: Europe/Madrid}
-  loyalty_id: {to: anonymous_id, prefix: "loyalty:"}
+  loyalty_id: identifier.loyalty_id
   customer_email: email
   customer_phone: phone
   customer_first_name: context.traits.firstName
@@ -261,6 +261,33 @@ def nats_url() -> str | None:
         return (read_stack() or {}).get("nats_url")
     except CliError:
         return None
+
+
+# What the demo adds to identity's active rules: the world's custom identifier types, its
+# country, and one CRM contact per profile (two CRM ids are two people).
+DEMO_RULES = {"identifier_types": ["crm_id", "loyalty_id"], "default_region": "ES",
+              "limits": {"user_id": 1, "crm_id": 1}, "merge_protection": ["user_id", "crm_id"],
+              "priority": ["user_id", "crm_id", "email", "phone", "loyalty_id", "device_id", "anonymous_id"]}
+
+
+async def _apply_identity_rules(token: str, log: Console) -> None:
+    """Identity's active rules with DEMO_RULES set (kept as they are when already set)."""
+    import yaml
+
+    from cdp.identity.v1 import identity_pb2, identity_pb2_grpc
+
+    async with stub("identity", identity_pb2_grpc.IdentityServiceStub, token) as s:
+        try:
+            current = await s.GetRules(identity_pb2.GetRulesRequest(), timeout=RPC_TIMEOUT_S)
+            doc = yaml.safe_load(current.yaml) or {}
+            if all(doc.get(k) == v for k, v in DEMO_RULES.items()):
+                return
+            doc.update(DEMO_RULES)
+            applied = await s.ApplyRules(identity_pb2.ApplyRulesRequest(yaml=yaml.safe_dump(doc, sort_keys=False)),
+                                         timeout=RPC_TIMEOUT_S)
+        except grpc.aio.AioRpcError as e:
+            raise rpc_error("identity", e) from None
+    log.print(f"identity rules version {applied.version}: custom identifiers crm_id, loyalty_id; phones read in ES")
 
 
 def _basic(write_key: str) -> str:
@@ -559,7 +586,7 @@ def platform_identifiers(person: dict) -> list[tuple[str, str]]:
             continue
         t, v = i["type"], str(i["value"])
         key = {"user_id": ("user_id", v), "anonymous_id": ("anonymous_id", v), "email": ("email", v.strip().lower()),
-               "crm_id": ("user_id", "crm-" + v), "loyalty_id": ("anonymous_id", "loyalty:" + v),
+               "crm_id": ("crm_id", v), "loyalty_id": ("loyalty_id", v),
                "shopify_customer_id": ("anonymous_id", "shopify:" + v)}.get(t)
         if key:
             out[key] = None
@@ -742,6 +769,7 @@ async def run_world(token: str, log: Console, opts: WorldOptions | None = None) 
 
         # 2. sources
         secret = manifest["shopify"]["webhook_secret"]
+        await _apply_identity_rules(token, log)
         sources = await _ensure_sources(token, secret, log)
         lag_before = await _lag(nc_url)
 

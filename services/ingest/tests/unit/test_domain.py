@@ -67,7 +67,7 @@ def test_event_id_derives_from_source_and_message_id():
         (dict(user_id="u", properties={f"k{i}": i for i in range(MAX_KEYS + 1)}), "properties"),
         (dict(user_id="u", timestamp="yesterday"), "timestamp"),
         (dict(user_id="u", sent_at=12), "sentAt"),
-        (dict(user_id="u", identifiers=[("shoe_size", "42")]), "identifiers[0].type"),
+        (dict(user_id="u", identifiers=[("Shoe Size", "42")]), "identifiers[0].type"),
         (dict(user_id="u", identifiers=[("email", "a@b.c"), ("phone", "")]), "identifiers[1].value"),
     ],
 )

@@ -8,6 +8,7 @@ Limits (a violation raises InvalidArgument naming the field and the limit):
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -48,6 +49,9 @@ MAX_KEYS = 300  # top-level keys of properties / traits / context
 MAX_DEPTH = 10  # nesting of objects and arrays inside a JSON field
 MAX_IDENTIFIERS = 20
 IDENTIFIER_TYPES = frozenset({"user_id", "anonymous_id", "email", "phone", "device_id"})
+# Custom identifier types (crm_id, loyalty_id, ...) are declared in identity's rules; ingest
+# checks their form only, and identity leaves out the types it does not know.
+CUSTOM_IDENTIFIER_TYPE = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
 # clamp: events claiming to be more than this far in the future are set to arrival time
 MAX_FUTURE_S = 24 * 3600
 
@@ -57,7 +61,7 @@ __doc__ += f"""
 - properties, traits, context, integrations: JSON objects with ≤ {MAX_KEYS} top-level keys,
   nested ≤ {MAX_DEPTH} deep;
 - one call ≤ {MAX_EVENT_BYTES} bytes; a batch ≤ {MAX_BATCH_BYTES} bytes and ≤ {MAX_BATCH_CALLS} calls;
-- ≤ {MAX_IDENTIFIERS} extra identifiers of types {sorted(IDENTIFIER_TYPES)}.
+- ≤ {MAX_IDENTIFIERS} extra identifiers of types {sorted(IDENTIFIER_TYPES)} or custom types (identity's rules).
 """
 
 JsonField = str | dict | None
@@ -314,8 +318,9 @@ def accept(call: Call, source: Source, received_at: datetime, *, new_id: str | N
                               field=_f(call, "identifiers"))
     identifiers = []
     for i, (t, v) in enumerate(call.identifiers):
-        if t not in IDENTIFIER_TYPES:
-            raise InvalidArgument(f"unknown identifier type; known: {', '.join(sorted(IDENTIFIER_TYPES))}",
+        if t not in IDENTIFIER_TYPES and not (isinstance(t, str) and CUSTOM_IDENTIFIER_TYPE.match(t)):
+            raise InvalidArgument(f"unknown identifier type; built-in: {', '.join(sorted(IDENTIFIER_TYPES))}, "
+                                  "or a custom type of 2-32 characters a-z, 0-9 and _ (declared in identity's rules)",
                                   field=_f(call, f"identifiers[{i}].type"))
         _string(call, f"identifiers[{i}].value", v, MAX_ID, required=True)
         identifiers.append(identifier_pb2.Identifier(type=t, value=v))
