@@ -37,3 +37,17 @@ def test_duplicates_collapse_and_malformed_json_is_ignored():
 def test_an_event_without_identifiers_is_poison():
     with pytest.raises(PoisonMessage):
         identifiers_of(events_pb2.EventCollected(kind="track", user_id="  "))
+
+
+def test_malformed_identifiers_are_reported_with_the_reason_not_the_value():
+    from cdp_identity.domain import extract
+
+    ev = events_pb2.EventCollected(
+        kind="identify", user_id="u1",
+        traits_json=json.dumps({"email": "ada@@example", "phone": "12"}),
+        identifiers=[identifier_pb2.Identifier(type="device_id", value="d" * 600)])
+    x = extract(ev)
+    assert x.keys == [("user_id", "u1")]
+    assert sorted(t for t, _ in x.invalid) == ["device_id", "email", "phone"]
+    assert all("ada" not in why and "ddd" not in why for _, why in x.invalid)
+    assert any("longer than 512" in why for _, why in x.invalid)
