@@ -1,4 +1,4 @@
-"""The command line of the benchmarks: `python -m cdp_bench ingest|ingest-batch|ingest-http|latency|simulate|identity-accuracy [--json] ...`.
+"""The command line of the benchmarks: `python -m cdp_bench ingest|ingest-batch|ingest-http|latency|simulate|identity-accuracy|identity [--json] ...`.
 
 Human output by default (figure, baseline, ratio); with --json exactly one JSON object on
 stdout. `cdp bench ...` calls the same functions (run_ingest_bench, run_latency_bench, render).
@@ -24,6 +24,8 @@ def render(result: dict) -> str:
         from .simulate import render as r
     elif result.get("benchmark") == "identity-accuracy":
         from .identity_accuracy import render as r
+    elif result.get("benchmark") == "identity":
+        from .identity import render as r
     elif result.get("benchmark") in ("ingest-batch", "ingest-http"):
         from .ingest import render_batch as r
     else:
@@ -61,6 +63,11 @@ def parser(prog: str = "python -m cdp_bench") -> argparse.ArgumentParser:
 
     identity_accuracy_arguments(sub.add_parser(
         "identity-accuracy", help="precision/recall of probabilistic matching on the simulator's offline records"))
+    from .identity import add_arguments as identity_arguments
+
+    identity_arguments(sub.add_parser(
+        "identity", help="identity resolutions/s (deterministic, merge-heavy) beside bare COPY and fetch+ack, "
+                         "store size per million identifiers, accuracy on the simulator's truth"))
     return p
 
 
@@ -92,6 +99,10 @@ def main(argv: list[str] | None = None, prog: str = "python -m cdp_bench") -> in
         from .identity_accuracy import run as run_identity_accuracy
 
         result = run_identity_accuracy(args)
+    elif args.bench == "identity":
+        from .identity import run as run_identity
+
+        result = run_identity(args)
     else:
         from .simulate import run_simulate_bench
 
