@@ -101,7 +101,7 @@ async def test_bad_input_is_rejected_naming_the_field(stack):
         (ingest_pb2.TrackRequest(common=common(user_id="u"), event="X",
                                  properties_json=json.dumps({"k": "x" * 40_000})), "32768"),
         (ingest_pb2.TrackRequest(common=common(user_id="u", identifiers=[identifier_pb2.Identifier(
-            type="shoe_size", value="42")]), event="X"), "common.identifiers[0].type"),
+            type="Shoe Size", value="42")]), event="X"), "common.identifiers[0].type"),
         (ingest_pb2.TrackRequest(common=common(user_id="u", identifiers=[identifier_pb2.Identifier(
             type="email", value=" ")]), event="X"), "common.identifiers[0].value"),
         (ingest_pb2.TrackRequest(common=common(user_id="u" * 513), event="X"), "512"),

@@ -96,8 +96,8 @@ class Service:
             self.relay = OutboxRelay(pool, bus)
             self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
         for projection in self.spec.projections(rt):
-            runner = ConsumerRunner(bus, pool, projection,
-                                    batch_size=int(self.settings.option("CDP_CONSUMER_BATCH_SIZE", "256")))
+            size = int(self.settings.option("CDP_CONSUMER_BATCH_SIZE", str(projection.batch_size)))
+            runner = ConsumerRunner(bus, pool, projection, batch_size=size)
             await runner.declare()
             self.runners.append(runner)
             self._tasks.append(asyncio.create_task(runner.run(), name=f"consumer-{projection.name}"))

@@ -140,8 +140,10 @@ class ConfigStore:
         return IdentityConfig.parse(text, default_types=self.default_types, default_region=self.default_region,
                                     version=version)
 
-    async def current(self, conn: asyncpg.Connection) -> IdentityConfig:
-        version = await conn.fetchval("SELECT coalesce(max(version), 0) FROM rules")
+    async def current(self, conn: asyncpg.Connection, version: int | None = None) -> IdentityConfig:
+        """The active configuration (`version`: the newest version, when the caller has read it)."""
+        if version is None:
+            version = await conn.fetchval("SELECT coalesce(max(version), 0) FROM rules")
         if version != self._current.version:
             text = await conn.fetchval("SELECT yaml FROM rules WHERE version = $1", version)
             self._current = self.parse(text, version)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+import orjson
+
 from cdp.ingest.v1 import events_pb2
 from cdp_core.errors import PoisonMessage
 
@@ -26,9 +28,12 @@ def _traits(json_text: str) -> dict:
     if not json_text:
         return {}
     try:
-        obj = json.loads(json_text)
-    except json.JSONDecodeError:
-        return {}
+        obj = orjson.loads(json_text)
+    except orjson.JSONDecodeError:  # e.g. integers beyond 64 bits, which the stdlib reads
+        try:
+            obj = json.loads(json_text)
+        except json.JSONDecodeError:
+            return {}
     return obj if isinstance(obj, dict) else {}
 
 
@@ -53,7 +58,9 @@ def extract(ev: events_pb2.EventCollected, *, default_region: str = DEFAULT_REGI
     """From user_id, anonymous_id, traits.email/phone, context.traits.email/phone and the
     explicit identifiers (built-in types, or custom types declared in `types`)."""
     found: list[tuple[str, str]] = [("user_id", ev.user_id), ("anonymous_id", ev.anonymous_id)]
-    ctx = _traits(ev.context_json)
+    context_json = ev.context_json
+    # most events' context has no traits: not parsed then (the hot path)
+    ctx = _traits(context_json) if '"traits"' in context_json else {}
     context_traits = ctx.get("traits") if isinstance(ctx.get("traits"), dict) else {}
     traits = _traits(ev.traits_json)
     for t in (traits, context_traits):

@@ -120,7 +120,18 @@ class Graph:
         """Resolves one event (its normalized identifiers). Raises rules.Unresolvable when
         the rules drop every identifier."""
         keys = list(keys)
-        touched = {self.owner[k] for k in keys if k in self.owner}
+        owner = self.owner
+        touched = {owner[k] for k in keys if k in owner}
+        if len(touched) == 1 and len(keys) == sum(k in owner for k in keys) and not self.tracked:
+            # The common case (a returning visitor): every identifier is on one profile
+            # already. Nothing to add or merge; only a rule applied since could drop one.
+            node = self.nodes[next(iter(touched))]
+            if seq >= node.created_seq and not any(self.rules.blocked_by(k) for k in keys):
+                node.last_seq = max(node.last_seq, seq)
+                self.changes.touched.add(node.profile_id)
+                late = node.last_seq > seq
+                return Outcome(node.profile_id, tuple(sorted(keys, key=self.rules.sort_key)), (), (), (), False,
+                               late, node.conflicted)
         profiles = [self.nodes[p] for p in touched]
         seen = {k: len(self.sightings.get(k, ())) for k in keys if k[0] in self.tracked} if self.tracked else None
         d: Decision = decide(self.rules, keys, profiles, sightings=seen,

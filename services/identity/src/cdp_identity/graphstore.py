@@ -19,7 +19,6 @@ import asyncpg
 
 from cdp.common.v1 import identifier_pb2
 from cdp.identity.v1 import events_pb2 as identity_events
-from cdp.ingest.v1 import events_pb2 as ingest_events
 from cdp_core import envelope
 from cdp_core.errors import FailedPrecondition
 from cdp_core.outbox import OutboxWriter
@@ -76,6 +75,10 @@ async def owners(conn: asyncpg.Connection, keys: list[Key]) -> dict[Key, str]:
 async def load_nodes(conn: asyncpg.Connection, pids: set[str]) -> list[Node]:
     """The live profiles among `pids`, locked, with all their identifiers."""
     rows = [r for r in await lock_profiles(conn, pids) if r["merged_into"] is None]
+    return await _nodes(conn, rows)
+
+
+async def _nodes(conn: asyncpg.Connection, rows: list[asyncpg.Record]) -> list[Node]:
     nodes = {r["profile_id"]: Node(r["profile_id"], r["created_seq"], r["last_seq"], conflicted=r["conflicted"])
              for r in rows}
     if nodes:
@@ -86,16 +89,31 @@ async def load_nodes(conn: asyncpg.Connection, pids: set[str]) -> list[Node]:
 
 
 async def load_for(conn: asyncpg.Connection, keys: list[Key]) -> list[Node]:
-    """Locks the identifiers and the profiles that own them; returns those profiles."""
+    """Locks the identifiers and the profiles that own them; returns those profiles (with all
+    their identifiers). Usually three statements: the identifier locks, the owning profiles
+    locked, their identifiers (which also shows whether a concurrent merge moved one of
+    `keys` to a profile not locked yet: then that one is locked too, and again)."""
     await lock_keys(conn, keys)
-    locked: set[str] = set()
+    cols = _cols(keys)
+    rows = await conn.fetch(
+        "SELECT profile_id, created_seq, last_seq, conflicted, merged_into FROM profiles WHERE profile_id IN "
+        "(SELECT profile_id FROM identifiers WHERE (type, value) IN (SELECT * FROM unnest($1::text[], $2::text[]))) "
+        "ORDER BY profile_id FOR UPDATE", *cols)
+    wanted = set(keys)
     while True:
-        own = set((await owners(conn, keys)).values())
-        if own <= locked:
+        live = {r["profile_id"]: r for r in rows if r["merged_into"] is None}
+        ids = await conn.fetch(
+            "SELECT type, value, profile_id FROM identifiers WHERE profile_id = ANY($3::text[]) OR (type, value) IN "
+            "(SELECT * FROM unnest($1::text[], $2::text[]))", *cols, list(live))
+        moved = {pid for t, v, pid in ids if (t, v) in wanted and pid not in live}
+        if not moved:
             break
-        await lock_profiles(conn, own - locked)
-        locked |= own
-    return await load_nodes(conn, set((await owners(conn, keys)).values()))
+        rows = [*rows, *await lock_profiles(conn, moved)]
+    nodes = {pid: Node(pid, r["created_seq"], r["last_seq"], conflicted=r["conflicted"]) for pid, r in live.items()}
+    for t, v, pid in ids:
+        if pid in nodes:
+            nodes[pid].add((t, v))
+    return list(nodes.values())
 
 
 async def separations(conn: asyncpg.Connection, keys: Iterable[Key]) -> dict[Key, frozenset[tuple[str, int]]]:
@@ -239,18 +257,35 @@ def merged_event(m: Merge, event_id: str, cause: envelope.Envelope | None) -> en
     return envelope.make("cdp.identity.merged", msg, producer="identity", event_id=merge_id(m, event_id), cause=cause)
 
 
-def resolved_event(cause: envelope.Envelope, ev: ingest_events.EventCollected, out: Outcome, profile_id: str,
+def resolved_event(cause: envelope.Envelope, out: Outcome, profile_id: str,
                    extra_dropped: list[identity_events.DroppedIdentifier] = (), rebuilt_by: str = ""
                    ) -> envelope.Envelope:
+    """cdp.identity.resolved for the ingest event `cause`. The event is embedded as the bytes
+    it arrived with (field 1), not parsed and serialized again: it is most of the message."""
     dropped = [identity_events.DroppedIdentifier(identifier=ident(x.identifier), rule=x.provenance.rule,
                                                  reason=x.provenance.reason) for x in out.dropped]
-    msg = identity_events.IdentityResolved(
-        event=ev, profile_id=profile_id, event_id=cause.event_id,
+    rest = identity_events.IdentityResolved(
+        profile_id=profile_id, event_id=cause.event_id,
         identifiers=[ident(k) for k in out.accepted], new_identifiers=[ident(k) for k in out.new_identifiers],
-        dropped=[*dropped, *extra_dropped], rebuilt_by=rebuilt_by)
+        dropped=[*dropped, *extra_dropped], rebuilt_by=rebuilt_by).SerializeToString()
     eid = envelope.derived_id("resolved", cause.event_id, rebuilt_by) if rebuilt_by else \
         envelope.derived_id("resolved", cause.event_id)
-    return envelope.make("cdp.identity.resolved", msg, producer="identity", event_id=eid, cause=cause)
+    env = envelope.make("cdp.identity.resolved", _EMPTY_RESOLVED, producer="identity", event_id=eid, cause=cause)
+    event = cause.payload.value
+    env.payload.value = b"\x0a" + _varint(len(event)) + event + rest  # field 1 (event), length-delimited
+    return env
+
+
+_EMPTY_RESOLVED = identity_events.IdentityResolved()
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
 
 
 # --- rebuilds ------------------------------------------------------------------------------
@@ -349,9 +384,7 @@ async def rebuild_profiles(conn: asyncpg.Connection, js, rules: Rules, pids: set
         if out is None:
             continue
         msg = await js.get_msg(INGEST_STREAM, seq)
-        cause = envelope.decode(msg.data)
-        ev = envelope.unpack(cause, ingest_events.EventCollected)
-        outbox.add(resolved_event(cause, ev, out, assigned[seq], rebuilt_by=split_id))
+        outbox.add(resolved_event(envelope.decode(msg.data), out, assigned[seq], rebuilt_by=split_id))
     return result
 
 

@@ -50,6 +50,7 @@ class IdentityProjection(Projection):
     name = "identity"
     source = "ingest"
     subjects = ["cdp.ingest.event.>"]
+    batch_size = 1000
 
     def __init__(self, config: ConfigStore, js=None):
         super().__init__()
@@ -59,7 +60,10 @@ class IdentityProjection(Projection):
 
     @handles(*(f"cdp.ingest.event.{k}" for k in INGEST_KINDS), batch=True)
     async def on_events(self, conn: asyncpg.Connection, ds: list[Delivery], outbox: OutboxWriter) -> None:
-        cfg = await self.config.current(conn)
+        version, any_separations, any_tombstones = await conn.fetchrow(
+            "SELECT (SELECT coalesce(max(version), 0) FROM rules), EXISTS (SELECT 1 FROM separations), "
+            "EXISTS (SELECT 1 FROM tombstones)")
+        cfg = await self.config.current(conn, version)
         fresh = {r[0] for r in await conn.fetch(
             "INSERT INTO seen_events (event_id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING RETURNING event_id",
             [d.envelope.event_id for d in ds])}
@@ -68,20 +72,20 @@ class IdentityProjection(Projection):
             if d.envelope.event_id in fresh:  # else: the same event again (a client retry): applied once
                 fresh.discard(d.envelope.event_id)
                 ev = d.payload(ingest_events.EventCollected)
-                work.append((d, ev, extract(ev, default_region=cfg.default_region, types=cfg.types)))
+                work.append((d, extract(ev, default_region=cfg.default_region, types=cfg.types)))
         if not work:
             return
-        all_keys = {k for _, _, x in work for k in x.keys}
-        gone = await gs.forgotten(conn, all_keys)
+        all_keys = {k for _, x in work for k in x.keys}
+        gone = await gs.forgotten(conn, all_keys) if any_tombstones else set()
         keys = sorted(all_keys - gone)
         nodes = await gs.load_for(conn, keys)
-        g = Graph(cfg.rules, nodes, separations=await gs.separations(
-            conn, {*keys, *(k for n in nodes for k in n.keys())}), sightings=await gs.sightings(conn, cfg.rules, keys))
+        seps = await gs.separations(conn, {*keys, *(k for n in nodes for k in n.keys())}) if any_separations else None
+        g = Graph(cfg.rules, nodes, separations=seps, sightings=await gs.sightings(conn, cfg.rules, keys))
         g.taken.update(await gs.taken_ids(conn, g, keys))
         resolutions: list[gs.Resolution] = []
         records: list[tuple[gs.Resolution, dict]] = []
         rebuild: set[str] = set()
-        for d, ev, x in work:
+        for d, x in work:
             mine = [k for k in x.keys if k not in gone]
             extra = [identity_events.DroppedIdentifier(identifier=gs.ident(k), rule="forgotten",
                                                        reason="belongs to a forgotten person") for k in x.keys if k in gone]
@@ -105,7 +109,7 @@ class IdentityProjection(Projection):
             resolutions.append(r)
             for m in out.merges:
                 outbox.add(gs.merged_event(m, d.envelope.event_id, d.envelope))
-            outbox.add(gs.resolved_event(d.envelope, ev, out, out.profile_id, extra))
+            outbox.add(gs.resolved_event(d.envelope, out, out.profile_id, extra))
             if out.needs_rebuild:
                 rebuild.add(out.profile_id)
             if cfg.matching.enabled and x.traits:

@@ -51,6 +51,7 @@ from .normalize import DEFAULT_REGION, DEFAULT_TYPES, IdentifierTypes, InvalidId
 
 Key = tuple[str, str]
 NEW = "new"
+BLOCKED_MEMO_SIZE = 200_000  # identifiers whose blocked-or-not answer is remembered
 
 _SETTINGS = ("limits", "priority", "blocked", "shared_max_profiles", "merge_protection")
 _BLOCK_KEYS = ("type", "value", "regex", "reason")
@@ -176,6 +177,7 @@ class Rules:
         object.__setattr__(self, "_exact", exact)
         object.__setattr__(self, "_regexes", tuple(regexes))
         object.__setattr__(self, "_rank", {t: i for i, t in enumerate(self.priority)})
+        object.__setattr__(self, "_blocked_memo", {})
 
     # --- loading -------------------------------------------------------------------------
 
@@ -295,6 +297,17 @@ class Rules:
         return (self._rank.get(key[0], len(self.priority)), key[0], key[1])  # type: ignore[attr-defined]
 
     def blocked_by(self, key: Key) -> Block | None:
+        memo = self._blocked_memo  # type: ignore[attr-defined]
+        try:
+            return memo[key]
+        except KeyError:
+            pass
+        if len(memo) >= BLOCKED_MEMO_SIZE:
+            memo.clear()
+        b = memo[key] = self._blocked_by(key)
+        return b
+
+    def _blocked_by(self, key: Key) -> Block | None:
         exact = self._exact  # type: ignore[attr-defined]
         b = exact.get(key) or exact.get((None, key[1]))
         if b is not None:
