@@ -266,7 +266,7 @@ def nats_url() -> str | None:
 # What the demo adds to identity's active rules: the world's custom identifier types, its
 # country, and one CRM contact per profile (two CRM ids are two people).
 DEMO_RULES = {"identifier_types": ["crm_id", "loyalty_id"], "default_region": "ES",
-              "limits": {"user_id": 1, "crm_id": 1}, "merge_protection": ["user_id", "crm_id"],
+              "limits": {"user_id": 1}, "merge_protection": ["user_id", "crm_id"],
               "priority": ["user_id", "crm_id", "email", "phone", "loyalty_id", "device_id", "anonymous_id"]}
 
 

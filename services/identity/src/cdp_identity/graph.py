@@ -227,10 +227,13 @@ class Graph:
         self.changes.touched.add(survivor.profile_id)
 
     def link_conflict(self, a: str, b: str) -> str | None:
-        """Why profiles a and b may not merge outside the deterministic links (a limit,
-        merge protection, or a split between them), or None."""
+        """Why profiles a and b may not merge outside the deterministic links (a limit, or a
+        split between them), or None. Merge protection guards against merging on one shared
+        identifier; a probabilistic match compares the whole record (names, birth date,
+        address) and a reviewed one was decided by a person, so protection does not apply to
+        them: two CRM contacts of one person (a CRM duplicate) can merge this way."""
         na, nb = self.nodes[a], self.nodes[b]
-        found = conflict_of(self.rules, na.identifiers, nb.identifiers, merging=True)
+        found = conflict_of(self.rules, na.identifiers, nb.identifiers, merging=False)
         if found is not None:
             return found[1]
         if self.separations:

@@ -7,6 +7,7 @@ import random
 import pytest
 
 from cdp_identity.graph import Graph, profile_id_for, rebuild
+from cdp_identity.normalize import IdentifierTypes
 from cdp_identity.rules import Rules, Unresolvable
 
 U, A, E = "user_id", "anonymous_id", "email"
@@ -152,3 +153,22 @@ def test_a_device_seen_on_more_profiles_than_allowed_stops_linking():
     assert [x.provenance.rule for x in out.dropped] == ["shared-value"]
     assert out.created and g.owner[d] == p1
     assert (d, out.profile_id) in g.changes.sighted
+
+
+def test_a_probabilistic_link_may_cross_merge_protection_but_not_a_limit():
+    from cdp_identity.graph import Link
+
+    crm = "crm_id"
+    rules = Rules.from_dict({"merge_protection": ["user_id", crm], "limits": {"user_id": 1}},
+                            types=IdentifierTypes([crm]))
+    g = Graph(rules)
+    a = g.resolve(1, "e1", [(crm, "C1"), (E, "ana@x.co")]).profile_id
+    b = g.resolve(2, "e2", [(crm, "C2"), (E, "ana.g@x.co")]).profile_id  # a CRM duplicate of Ana
+    shared = g.resolve(3, "e3", [(E, "ana@x.co"), (E, "ana.g@x.co")])  # one shared link: protection holds
+    assert [d.provenance.rule for d in shared.dropped] == ["merge-protection"] and len(g.nodes) == 2
+    m = g.link(Link(4, "e4", (crm, "C2"), (crm, "C1"), "probabilistic", 0.999))
+    assert m is not None and (m.survivor, m.merged) == (a, b) and m.provenance.rule == "probabilistic"
+    u1 = g.resolve(5, "e5", [(U, "u1")]).profile_id
+    u2 = g.resolve(6, "e6", [(U, "u2")]).profile_id
+    assert g.link(Link(7, "e7", (U, "u1"), (U, "u2"), "probabilistic", 0.999)) is None  # two user ids: limit
+    assert g.link_conflict(u1, u2) and u1 in g.nodes and u2 in g.nodes
