@@ -267,6 +267,7 @@ def nats_url() -> str | None:
 # country, and one CRM contact per profile (two CRM ids are two people).
 DEMO_RULES = {"identifier_types": ["crm_id", "loyalty_id"], "default_region": "ES",
               "limits": {"user_id": 1}, "merge_protection": ["user_id", "crm_id"],
+              "shared_max_profiles": {"anonymous_id": 1, "email": 1, "phone": 1},
               "priority": ["user_id", "crm_id", "email", "phone", "loyalty_id", "device_id", "anonymous_id"]}
 
 

@@ -221,6 +221,12 @@ class Graph:
         survivor.last_seq = max(survivor.last_seq, merged.last_seq)
         survivor.conflicted = survivor.conflicted or merged.conflicted
         self.taken[merged.profile_id] = survivor.profile_id
+        if self.tracked:  # a value seen with both profiles was seen with one person
+            for k, pids in self.sightings.items():
+                if merged.profile_id in pids:
+                    pids.discard(merged.profile_id)
+                    pids.add(survivor.profile_id)
+                    self.changes.sighted.add((k, survivor.profile_id))
         self.changes.merged_into[merged.profile_id] = survivor.profile_id
         self.changes.merges.append((m, event_id))
         self.changes.touched.discard(merged.profile_id)

@@ -184,6 +184,10 @@ async def write(conn: asyncpg.Connection, g: Graph, resolutions: list[Resolution
                            "WHERE r.profile_id = m.o AND NOT EXISTS (SELECT 1 FROM match_records x "
                            "WHERE x.record_id = r.record_id AND x.profile_id = m.s)", *args)
         await conn.execute("DELETE FROM match_records WHERE profile_id = ANY($1::text[])", old)
+        await conn.execute("INSERT INTO sightings (type, value, profile_id) SELECT s.type, s.value, m.s FROM sightings s "
+                           "JOIN unnest($1::text[], $2::text[]) m(o, s) ON s.profile_id = m.o ON CONFLICT DO NOTHING",
+                           *args)
+        await conn.execute("DELETE FROM sightings WHERE profile_id = ANY($1::text[])", old)
     if ch.new_profiles:
         ps = list(ch.new_profiles.values())
         await conn.execute(  # an upsert: a profile merged away earlier may come back (Graph._earlier)
