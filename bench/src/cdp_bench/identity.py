@@ -201,7 +201,7 @@ def make_workload(n: int, *, merge_share: float = 0.0, seed: int = 1) -> Workloa
 async def publish(bus: Bus, msgs: list[Outgoing], chunk: int = 1000) -> float:
     t = time.perf_counter()
     for i in range(0, len(msgs), chunk):
-        await bus.publish_batch(msgs[i:i + chunk], acks=False)
+        await bus.publish_batch(msgs[i:i + chunk])
     return time.perf_counter() - t
 
 
