@@ -113,3 +113,40 @@ async def test_a_weaker_match_waits_for_review_and_an_accepted_one_merges(stack)
         await identity.ReviewCandidate(identity_pb2.ReviewCandidateRequest(
             profile_id=c.profile_id, other_profile_id=c.other_profile_id, accept=False))
     assert e.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_the_model_is_estimated_by_em_from_stored_records_and_applied(stack):
+    import random
+
+    import yaml
+
+    run = uuid.uuid4().hex[:8]
+    ingest = ingest_pb2_grpc.IngestServiceStub(stack.channel("ingest"))
+    identity = identity_pb2_grpc.IdentityServiceStub(stack.channel("identity"))
+    rng = random.Random(3)
+    firsts, lasts = ["Ana", "Luis", "Marta", "Jorge", "Elena", "Pablo"], ["García", "Ruiz", "Sanz", "Moreno", "Vidal"]
+    calls = []
+    for i in range(80):
+        traits = {"firstName": rng.choice(firsts), "lastName": rng.choice(lasts), "birthday": f"19{60 + i % 40}-0{1 + i % 9}-1{i % 10}",
+                  "address": {"postalCode": f"280{i % 30:02d}", "city": "Madrid"}}
+        calls.append(ingest_pb2.Call(identify=ingest_pb2.IdentifyRequest(
+            common=common(user_id=f"em-{run}-{i}"), traits_json=json.dumps(traits))))
+    await ingest.Batch(ingest_pb2.BatchRequest(calls=calls))
+
+    async def stored():
+        try:
+            return await identity.EstimateMatchModel(identity_pb2.EstimateMatchModelRequest(apply=True))
+        except grpc.aio.AioRpcError as e:
+            if e.code() == grpc.StatusCode.FAILED_PRECONDITION:  # not enough records yet
+                return None
+            raise
+
+    res = await eventually(stored)
+    assert res.records >= 50 and res.version >= 1
+    model = yaml.safe_load(res.model_yaml)
+    assert 0 < model["prior"] < 1 and "last_name" in model["fields"]
+    rules = yaml.safe_load((await identity.GetRules(identity_pb2.GetRulesRequest())).yaml)
+    assert rules["matching"]["model"] == model
+    with pytest.raises(grpc.aio.AioRpcError) as e:
+        await identity.EstimateMatchModel(identity_pb2.EstimateMatchModelRequest(max_records=-1))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT

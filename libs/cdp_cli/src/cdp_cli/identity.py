@@ -620,3 +620,49 @@ def candidates(limit: int, as_json: bool, token_: str | None) -> None:
         out.print(grid)
     if more:
         out.print(f"[dim]there are more: --limit {limit * 2} shows more[/dim]")
+
+
+@identity_group.command("review")
+@click.argument("profile_id")
+@click.argument("other_profile_id")
+@click.option("--accept/--reject", "accept", required=True, help="Merge the pair, or dismiss it for good.")
+@click.option("--reason", default="", help="Why (kept with the merge).")
+@JSON_OPTION
+@TOKEN_OPTION
+def review(profile_id: str, other_profile_id: str, accept: bool, reason: str, as_json: bool,
+           token_: str | None) -> None:
+    """Accept (merge, rule "review") or reject a match candidate from `cdp identity candidates`."""
+    r = _call("ReviewCandidate", identity_pb2.ReviewCandidateRequest(
+        profile_id=profile_id, other_profile_id=other_profile_id, accept=accept, reason=reason), token_,
+        not_found=f"no open candidate pair {profile_id} ↔ {other_profile_id}")
+    if as_json:
+        _echo_json({"status": r.status, "survivor_profile_id": r.survivor_profile_id,
+                    "merged_profile_id": r.merged_profile_id})
+    elif r.status == "accepted":
+        _out().print(f"accepted: {r.merged_profile_id} merged into {r.survivor_profile_id}")
+    else:
+        _out().print("rejected: the pair will not be listed again")
+
+
+@identity_group.group("match-model")
+def match_model_group() -> None:
+    """The probabilistic matching model (m/u probabilities and prior)."""
+
+
+@match_model_group.command("estimate")
+@click.option("--max-records", type=click.IntRange(1, 200_000), default=50_000, show_default=True,
+              help="Stored offline records sampled.")
+@click.option("--apply", is_flag=True, help="Make it the active model (a new rules version).")
+@JSON_OPTION
+@TOKEN_OPTION
+def match_model_estimate(max_records: int, apply: bool, as_json: bool, token_: str | None) -> None:
+    """Learn the model from the stored offline records by EM (no labels needed); prints it as
+    YAML (the rules' matching.model); --apply activates it."""
+    r = _call("EstimateMatchModel", identity_pb2.EstimateMatchModelRequest(max_records=max_records, apply=apply),
+              token_, timeout=max(client.RPC_TIMEOUT_S, 300.0))
+    if as_json:
+        _echo_json({"records": r.records, "version": r.version or None, "model_yaml": r.model_yaml})
+        return
+    _err().print(f"# estimated from {r.records} offline records"
+                 + (f"; active as identity rules version {r.version}" if r.version else " (not applied)"))
+    click.echo(r.model_yaml, nl=not r.model_yaml.endswith("\n"))

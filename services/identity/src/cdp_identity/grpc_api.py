@@ -21,7 +21,10 @@ from .normalize import InvalidIdentifier, check
 
 SERVICE = "cdp.identity.v1.IdentityService"
 _READ = ("ResolveIdentifier", "GetIdentityGraph", "ListMerges", "ExportGraph", "GetRules", "ListCandidates")
-_WRITE = ("SplitProfile", "ForgetProfile", "ApplyRules", "ReviewCandidate")
+_WRITE = ("SplitProfile", "ForgetProfile", "ApplyRules", "ReviewCandidate", "EstimateMatchModel")
+MAX_ESTIMATE_RECORDS = 200_000
+DEFAULT_ESTIMATE_RECORDS = 50_000
+MIN_ESTIMATE_RECORDS = 50
 SCOPES = {**{f"/{SERVICE}/{m}": "profiles:read" for m in _READ},
           **{f"/{SERVICE}/{m}": "profiles:write" for m in _WRITE}}
 MAX_PAGE = 1000
@@ -261,3 +264,31 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             await outbox.flush(conn)
         return identity_pb2.ReviewCandidateResponse(status="accepted", survivor_profile_id=m.survivor,
                                                     merged_profile_id=m.merged)
+
+    async def EstimateMatchModel(self, request, context) -> identity_pb2.EstimateMatchModelResponse:
+        import asyncio
+
+        import yaml
+
+        from .matching import MatchModel, MatchRecord
+
+        n = request.max_records or DEFAULT_ESTIMATE_RECORDS
+        if not 0 < n <= MAX_ESTIMATE_RECORDS:
+            raise InvalidArgument(f"must be between 1 and {MAX_ESTIMATE_RECORDS}", field="max_records")
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch("SELECT record FROM match_records ORDER BY record_id LIMIT $1", n)
+        if len(rows) < MIN_ESTIMATE_RECORDS:
+            raise FailedPrecondition(f"{len(rows)} offline records stored; EM needs at least {MIN_ESTIMATE_RECORDS}",
+                                     field="max_records")
+        records = [MatchRecord.from_dict(json.loads(r[0]) if isinstance(r[0], str) else r[0]) for r in rows]
+        model = await asyncio.get_running_loop().run_in_executor(None, lambda: MatchModel.estimate(records))
+        out = identity_pb2.EstimateMatchModelResponse(model_yaml=yaml.safe_dump(model.to_dict(), sort_keys=False),
+                                                      records=len(records))
+        if request.apply:
+            async with self.pool.acquire() as conn:
+                cfg = await self.config.current(conn)
+                doc = yaml.safe_load(cfg.yaml if cfg.version else DEFAULT_YAML) or {}
+                doc.setdefault("matching", {})["model"] = model.to_dict()
+                applied, _ = await self.config.apply(conn, yaml.safe_dump(doc, sort_keys=False))
+                out.version = applied.version
+        return out

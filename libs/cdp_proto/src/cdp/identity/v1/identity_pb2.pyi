@@ -224,6 +224,24 @@ class ReviewCandidateResponse(_message.Message):
     merged_profile_id: str
     def __init__(self, status: _Optional[str] = ..., survivor_profile_id: _Optional[str] = ..., merged_profile_id: _Optional[str] = ...) -> None: ...
 
+class EstimateMatchModelRequest(_message.Message):
+    __slots__ = ("max_records", "apply")
+    MAX_RECORDS_FIELD_NUMBER: _ClassVar[int]
+    APPLY_FIELD_NUMBER: _ClassVar[int]
+    max_records: int
+    apply: bool
+    def __init__(self, max_records: _Optional[int] = ..., apply: _Optional[bool] = ...) -> None: ...
+
+class EstimateMatchModelResponse(_message.Message):
+    __slots__ = ("model_yaml", "records", "version")
+    MODEL_YAML_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    model_yaml: str
+    records: int
+    version: int
+    def __init__(self, model_yaml: _Optional[str] = ..., records: _Optional[int] = ..., version: _Optional[int] = ...) -> None: ...
+
 class ListCandidatesResponse(_message.Message):
     __slots__ = ("candidates", "next_page_token")
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]

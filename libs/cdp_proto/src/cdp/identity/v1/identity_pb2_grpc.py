@@ -29,7 +29,7 @@ class IdentityServiceStub:
     """IdentityService answers who an identifier belongs to, explains and undoes
     merges, forgets people, and holds the identity rules.
     Scopes: profiles:read for reads; profiles:write for SplitProfile,
-    ForgetProfile, ApplyRules and ReviewCandidate.
+    ForgetProfile, ApplyRules, ReviewCandidate and EstimateMatchModel.
     """
 
     def __init__(self, channel):
@@ -88,13 +88,18 @@ class IdentityServiceStub:
                 request_serializer=cdp_dot_identity_dot_v1_dot_identity__pb2.ReviewCandidateRequest.SerializeToString,
                 response_deserializer=cdp_dot_identity_dot_v1_dot_identity__pb2.ReviewCandidateResponse.FromString,
                 _registered_method=True)
+        self.EstimateMatchModel = channel.unary_unary(
+                '/cdp.identity.v1.IdentityService/EstimateMatchModel',
+                request_serializer=cdp_dot_identity_dot_v1_dot_identity__pb2.EstimateMatchModelRequest.SerializeToString,
+                response_deserializer=cdp_dot_identity_dot_v1_dot_identity__pb2.EstimateMatchModelResponse.FromString,
+                _registered_method=True)
 
 
 class IdentityServiceServicer:
     """IdentityService answers who an identifier belongs to, explains and undoes
     merges, forgets people, and holds the identity rules.
     Scopes: profiles:read for reads; profiles:write for SplitProfile,
-    ForgetProfile, ApplyRules and ReviewCandidate.
+    ForgetProfile, ApplyRules, ReviewCandidate and EstimateMatchModel.
     """
 
     def ResolveIdentifier(self, request, context):
@@ -175,6 +180,15 @@ class IdentityServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EstimateMatchModel(self, request, context):
+        """EstimateMatchModel learns the matching model's m/u probabilities and prior
+        from the stored offline records by EM (unsupervised); with apply, the
+        active rules get it as matching.model (a new rules version).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IdentityServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -228,6 +242,11 @@ def add_IdentityServiceServicer_to_server(servicer, server):
                     request_deserializer=cdp_dot_identity_dot_v1_dot_identity__pb2.ReviewCandidateRequest.FromString,
                     response_serializer=cdp_dot_identity_dot_v1_dot_identity__pb2.ReviewCandidateResponse.SerializeToString,
             ),
+            'EstimateMatchModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.EstimateMatchModel,
+                    request_deserializer=cdp_dot_identity_dot_v1_dot_identity__pb2.EstimateMatchModelRequest.FromString,
+                    response_serializer=cdp_dot_identity_dot_v1_dot_identity__pb2.EstimateMatchModelResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'cdp.identity.v1.IdentityService', rpc_method_handlers)
@@ -240,7 +259,7 @@ class IdentityService:
     """IdentityService answers who an identifier belongs to, explains and undoes
     merges, forgets people, and holds the identity rules.
     Scopes: profiles:read for reads; profiles:write for SplitProfile,
-    ForgetProfile, ApplyRules and ReviewCandidate.
+    ForgetProfile, ApplyRules, ReviewCandidate and EstimateMatchModel.
     """
 
     @staticmethod
@@ -503,6 +522,33 @@ class IdentityService:
             '/cdp.identity.v1.IdentityService/ReviewCandidate',
             cdp_dot_identity_dot_v1_dot_identity__pb2.ReviewCandidateRequest.SerializeToString,
             cdp_dot_identity_dot_v1_dot_identity__pb2.ReviewCandidateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EstimateMatchModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.identity.v1.IdentityService/EstimateMatchModel',
+            cdp_dot_identity_dot_v1_dot_identity__pb2.EstimateMatchModelRequest.SerializeToString,
+            cdp_dot_identity_dot_v1_dot_identity__pb2.EstimateMatchModelResponse.FromString,
             options,
             channel_credentials,
             insecure,
