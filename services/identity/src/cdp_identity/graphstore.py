@@ -102,8 +102,9 @@ async def load_for(conn: asyncpg.Connection, keys: list[Key]) -> list[Node]:
     wanted = set(keys)
     while True:
         live = {r["profile_id"]: r for r in rows if r["merged_into"] is None}
-        ids = await conn.fetch(
-            "SELECT type, value, profile_id FROM identifiers WHERE profile_id = ANY($3::text[]) OR (type, value) IN "
+        ids = await conn.fetch(  # two index scans (an OR of the two would scan the table)
+            "SELECT type, value, profile_id FROM identifiers WHERE profile_id = ANY($3::text[]) UNION ALL "
+            "SELECT type, value, profile_id FROM identifiers WHERE (type, value) IN "
             "(SELECT * FROM unnest($1::text[], $2::text[]))", *cols, list(live))
         moved = {pid for t, v, pid in ids if (t, v) in wanted and pid not in live}
         if not moved:
