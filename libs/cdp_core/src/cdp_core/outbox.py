@@ -52,7 +52,7 @@ class OutboxWriter:
 class OutboxRelay:
     """Publishes committed outbox rows. Several replicas may run: SKIP LOCKED shares rows."""
 
-    def __init__(self, pool: asyncpg.Pool, bus: Bus, *, batch_size: int = 500, poll_interval_s: float = 1.0):
+    def __init__(self, pool: asyncpg.Pool, bus: Bus, *, batch_size: int = 1000, poll_interval_s: float = 1.0):
         self.pool, self.bus = pool, bus
         self.batch_size, self.poll_interval_s = batch_size, poll_interval_s
         self._wake = asyncio.Event()
