@@ -11,7 +11,7 @@ from rich.console import Console
 
 from cdp_core.auth import KNOWN_SCOPES, issue_token
 
-from . import client, failed, identity, importer, profiles, render, sources, stack
+from . import client, export, failed, identity, importer, profiles, render, sources, stack
 from . import demo as demo_mod
 
 TOKEN_HELP = "Bearer token (default: env CDP_TOKEN, else .cdp/token)."
@@ -86,34 +86,6 @@ def token_issue(scopes: tuple[str, ...], subject: str) -> None:
     click.echo(issue_token(client.require_secret(), subject, set(scopes)))
 
 
-# --- cdp profile ---------------------------------------------------------------------
-
-
-@cli.group()
-def profile() -> None:
-    """Customer profiles."""
-
-
-@profile.command("get")
-@click.option("--user-id", help="Look up by user_id.")
-@click.option("--email", help="Look up by email.")
-@click.option("--anonymous-id", help="Look up by anonymous_id.")
-@click.option("--profile-id", help="Look up by profile id.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@click.option("--token", "token_", help=TOKEN_HELP)
-def profile_get(user_id, email, anonymous_id, profile_id, as_json: bool, token_: str | None) -> None:
-    """Show one profile, found by exactly one identifier or its id."""
-    given = {k: v for k, v in
-             {"user_id": user_id, "email": email, "anonymous_id": anonymous_id, "profile_id": profile_id}.items()
-             if v is not None}
-    if len(given) != 1:
-        raise click.UsageError("give exactly one of --user-id, --email, --anonymous-id, --profile-id")
-    (kind, value), = given.items()
-    req = profiles.lookup_request(kind, value)
-    p = asyncio.run(profiles.get_profile(req, client.resolve_token(token_)))
-    render.print_profile(p, as_json=as_json, console=_out())
-
-
 # --- cdp demo ------------------------------------------------------------------------
 
 
@@ -167,6 +139,8 @@ cli.add_command(sources.plan_group)
 cli.add_command(importer.import_group)
 cli.add_command(failed.failed_group)
 cli.add_command(identity.identity_group)
+cli.add_command(profiles.profile_group)
+cli.add_command(export.export_group)
 
 
 if __name__ == "__main__":  # pragma: no cover

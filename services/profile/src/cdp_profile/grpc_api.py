@@ -1,8 +1,9 @@
-"""ProfileService: proto <-> storage mapping only."""
+"""ProfileService: proto <-> storage mapping only (validation and SQL pieces in queries.py)."""
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
@@ -11,11 +12,121 @@ from cdp.profile.v1 import profile_pb2, profile_pb2_grpc
 from cdp_core import envelope
 from cdp_core.errors import InvalidArgument, NotFound
 
-from .projection import canonical
+from . import queries as q
 
 SERVICE = "cdp.profile.v1.ProfileService"
-SCOPES = {f"/{SERVICE}/GetProfile": "profiles:read"}
-LOOKUP_TYPES = ("user_id", "anonymous_id", "email", "phone", "device_id")
+METHODS = ("GetProfile", "BatchGetProfiles", "SearchProfiles", "GetTimeline", "ExportProfiles")
+SCOPES = {f"/{SERVICE}/{m}": "profiles:read" for m in METHODS}
+KINDS = ("track", "identify", "page", "screen", "group", "alias")
+EXPORT_CHUNK = 500
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+LIVE = "merged_into IS NULL AND event_count > 0"  # a profile that exists and is no one's alias
+
+
+def _micros(dt: datetime) -> int:
+    return (dt - EPOCH) // timedelta(microseconds=1)
+
+
+def _json_text(text: str | None) -> str:
+    """A jsonb column's text as the API gives JSON (compact-spaced as json.dumps writes it)."""
+    if text is None:
+        return ""
+    return json.dumps(json.loads(text))
+
+
+class Found:
+    """The outcome of one look-up: the live profile id, and the merged id asked for if any."""
+
+    __slots__ = ("profile_id", "merged_profile_id")
+
+    def __init__(self, profile_id: str, merged_profile_id: str = ""):
+        self.profile_id, self.merged_profile_id = profile_id, merged_profile_id
+
+
+async def resolve(conn: asyncpg.Connection, lookups: list[tuple[str, str, str]]) -> list[Found | None]:
+    """Each look-up's live profile (merged ids answer with their survivor), None when not found.
+    Three statements whatever the number of look-ups."""
+    ids = sorted({a for kind, a, _ in lookups if kind == "profile_id"})
+    pairs = sorted({(a, b) for kind, a, b in lookups if kind == "identifier"})
+    by_identifier: dict[tuple[str, str], str] = {}
+    if pairs:
+        by_identifier = {(r[0], r[1]): r[2] for r in await conn.fetch(
+            "SELECT i.type, i.value, i.profile_id FROM unnest($1::text[], $2::text[]) AS x(t, v) "
+            "JOIN profile_identifiers i ON i.type = x.t AND i.value = x.v",
+            [p[0] for p in pairs], [p[1] for p in pairs])}
+    candidates = sorted(set(ids) | set(by_identifier.values()))
+    rows = {r[0]: (r[1], r[2]) for r in await conn.fetch(
+        "SELECT profile_id, merged_into, event_count FROM profiles WHERE profile_id = ANY($1::text[])", candidates)}
+    survivors = sorted({m for m, _ in rows.values() if m} - set(rows))
+    if survivors:
+        rows.update({r[0]: (r[1], r[2]) for r in await conn.fetch(
+            "SELECT profile_id, merged_into, event_count FROM profiles WHERE profile_id = ANY($1::text[])",
+            survivors)})
+
+    def live(pid: str | None, asked_id: bool) -> Found | None:
+        if pid is None or pid not in rows:
+            return None
+        merged_into, _ = rows[pid]
+        if merged_into is None:
+            return Found(pid)
+        if merged_into in rows and rows[merged_into][0] is None:
+            return Found(merged_into, pid if asked_id else "")
+        return None
+
+    return [live(a, True) if kind == "profile_id" else live(by_identifier.get((a, b)), False)
+            for kind, a, b in lookups]
+
+
+async def load_profiles(conn: asyncpg.Connection, pids: list[str], mask: q.Mask) -> dict[str, profile_pb2.Profile]:
+    """The live profiles among `pids`, filled as the mask says; one statement per part asked for."""
+    rows = await conn.fetch("SELECT profile_id, event_count, first_seen, last_seen FROM profiles "
+                            "WHERE profile_id = ANY($1::text[]) AND merged_into IS NULL", pids)
+    out: dict[str, profile_pb2.Profile] = {}
+    for r in rows:
+        p = profile_pb2.Profile(profile_id=r["profile_id"])
+        if mask.has("event_count"):
+            p.event_count = r["event_count"]
+        if r["first_seen"] is not None:
+            if mask.has("first_seen"):
+                p.first_seen.CopyFrom(envelope.ts(r["first_seen"]))
+            if mask.has("last_seen"):
+                p.last_seen.CopyFrom(envelope.ts(r["last_seen"]))
+        out[p.profile_id] = p
+    live = sorted(out)
+    if not live:
+        return out
+    if mask.has("identifiers"):
+        for r in await conn.fetch("SELECT profile_id, type, value FROM profile_identifiers "
+                                  "WHERE profile_id = ANY($1::text[]) ORDER BY profile_id, type, value", live):
+            out[r[0]].identifiers.append(identifier_pb2.Identifier(type=r[1], value=r[2]))
+    if mask.has("traits"):
+        sql = ("SELECT profile_id, name, value::text, updated_at, event_id FROM profile_traits "
+               "WHERE profile_id = ANY($1::text[])")
+        args: list = [live]
+        if mask.trait_names is not None:
+            sql += " AND name = ANY($2::text[])"
+            args.append(sorted(mask.trait_names))
+        for r in await conn.fetch(sql + " ORDER BY profile_id, name", *args):
+            out[r[0]].traits.append(profile_pb2.Trait(name=r[1], value_json=_json_text(r[2]),
+                                                      updated_at=envelope.ts(r[3]), event_id=r[4]))
+    if mask.has("merged_profile_ids"):
+        for r in await conn.fetch("SELECT merged_into, profile_id FROM profiles WHERE merged_into = ANY($1::text[]) "
+                                  "ORDER BY merged_into, profile_id", live):
+            out[r[0]].merged_profile_ids.append(r[1])
+    # computed_json: computed traits are not built yet; the field stays "".
+    return out
+
+
+def _timeline_event(r: asyncpg.Record) -> profile_pb2.TimelineEvent:
+    e = profile_pb2.TimelineEvent(
+        event_id=r["event_id"], kind=r["kind"], event=r["event_name"] or "", source_id=r["source_id"] or "",
+        source_kind=r["source_kind"] or "", channel=r["channel"] or "",
+        properties_json=_json_text(r["properties"]), traits_json=_json_text(r["traits"]),
+        context_json=_json_text(r["context"]))
+    e.occurred_at.CopyFrom(envelope.ts(r["occurred_at"]))
+    if r["received_at"] is not None:
+        e.received_at.CopyFrom(envelope.ts(r["received_at"]))
+    return e
 
 
 class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
@@ -23,52 +134,124 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
         self.pool = pool
 
     async def GetProfile(self, request: profile_pb2.GetProfileRequest, context) -> profile_pb2.GetProfileResponse:
+        lookup = q.lookup_of(request)
+        mask = q.parse_mask(request.field_mask.paths)
         async with self.pool.acquire() as conn:
-            pid = await self._lookup(conn, request)
-            return profile_pb2.GetProfileResponse(profile=await self._load(conn, pid))
-
-    async def _lookup(self, conn, request) -> str:
-        which = request.WhichOneof("lookup")
-        if which == "profile_id":
-            pid = request.profile_id.strip()
-            if not pid:
-                raise InvalidArgument("must not be empty", field="profile_id")
-        elif which == "identifier":
-            t, v = request.identifier.type, request.identifier.value.strip()
-            if t not in LOOKUP_TYPES:
-                raise InvalidArgument(f"unknown identifier type; known: {', '.join(LOOKUP_TYPES)}",
-                                      field="identifier.type")
-            if not v:
-                raise InvalidArgument("must not be empty", field="identifier.value")
-            if t == "email":
-                v = v.lower()
-            pid = await conn.fetchval("SELECT profile_id FROM profile_identifiers WHERE type = $1 AND value = $2", t, v)
-            if pid is None:
+            found = (await resolve(conn, [lookup]))[0]
+            profile = (await load_profiles(conn, [found.profile_id], mask)).get(found.profile_id) if found else None
+        if profile is None:
+            if lookup[0] == "identifier":
                 raise NotFound("no profile has this identifier", field="identifier")
-        else:
-            raise InvalidArgument("give profile_id or identifier", field="lookup")
-        return await canonical(conn, pid)
-
-    async def _load(self, conn, pid: str) -> profile_pb2.Profile:
-        row = await conn.fetchrow("SELECT * FROM profiles WHERE profile_id = $1 AND merged_into IS NULL", pid)
-        if row is None:
             raise NotFound("no such profile", field="profile_id")
-        ids = await conn.fetch("SELECT type, value FROM profile_identifiers WHERE profile_id = $1 ORDER BY type, value",
-                               pid)
-        traits = await conn.fetch(
-            "SELECT name, value::text AS value, updated_at, event_id FROM profile_traits WHERE profile_id = $1 "
-            "ORDER BY name", pid)
-        merged = await conn.fetch("SELECT profile_id FROM profiles WHERE merged_into = $1 ORDER BY profile_id", pid)
-        p = profile_pb2.Profile(
-            profile_id=pid,
-            identifiers=[identifier_pb2.Identifier(type=r["type"], value=r["value"]) for r in ids],
-            traits=[profile_pb2.Trait(name=t["name"], value_json=json.dumps(json.loads(t["value"])),
-                                      updated_at=envelope.ts(t["updated_at"]), event_id=t["event_id"])
-                    for t in traits],
-            event_count=row["event_count"],
-            merged_profile_ids=[r["profile_id"] for r in merged],
-        )
-        if row["first_seen"]:
-            p.first_seen.CopyFrom(envelope.ts(row["first_seen"]))
-            p.last_seen.CopyFrom(envelope.ts(row["last_seen"]))
-        return p
+        return profile_pb2.GetProfileResponse(profile=profile, merged_profile_id=found.merged_profile_id)
+
+    async def BatchGetProfiles(self, request: profile_pb2.BatchGetProfilesRequest,
+                               context) -> profile_pb2.BatchGetProfilesResponse:
+        if len(request.lookups) > q.MAX_BATCH:
+            raise InvalidArgument(f"at most {q.MAX_BATCH} look-ups a call", field="lookups")
+        lookups = [q.lookup_of(lk, field=f"lookups[{i}]") for i, lk in enumerate(request.lookups)]
+        mask = q.parse_mask(request.field_mask.paths)
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            found = await resolve(conn, lookups)
+            profiles = await load_profiles(conn, sorted({f.profile_id for f in found if f}), mask)
+        out = profile_pb2.BatchGetProfilesResponse()
+        for lk, f in zip(request.lookups, found, strict=True):
+            res = out.results.add(lookup=lk)
+            if f is not None and f.profile_id in profiles:
+                res.found = True
+                res.profile.CopyFrom(profiles[f.profile_id])
+                res.merged_profile_id = f.merged_profile_id
+        return out
+
+    async def SearchProfiles(self, request: profile_pb2.SearchProfilesRequest,
+                             context) -> profile_pb2.SearchProfilesResponse:
+        size = q.page_size(request.page_size)
+        mask = q.parse_mask(request.field_mask.paths)
+        conds, params = q.trait_conditions(request.filters, first_param=3)
+        fp = q.fingerprint("search", q.filters_key(request.filters))
+        after = q.decode_token(request.page_token, fp, 1)
+        if after is not None and not isinstance(after[0], str):
+            raise InvalidArgument("is not a token this service issued", field="page_token")
+        sql = ("SELECT p.profile_id FROM profiles p WHERE p.merged_into IS NULL AND p.event_count > 0 "
+               "AND p.profile_id > $1 " + "".join(f"AND {c} " for c in conds) + "ORDER BY p.profile_id LIMIT $2")
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            ids = [r[0] for r in await conn.fetch(sql, after[0] if after else "", size + 1, *params)]
+            more = len(ids) > size
+            ids = ids[:size]
+            profiles = await load_profiles(conn, ids, mask)
+        out = profile_pb2.SearchProfilesResponse(profiles=[profiles[i] for i in ids if i in profiles])
+        if more:
+            out.next_page_token = q.encode_token(fp, ids[-1])
+        return out
+
+    async def GetTimeline(self, request: profile_pb2.GetTimelineRequest, context) -> profile_pb2.GetTimelineResponse:
+        lookup = q.lookup_of(request)
+        size = q.page_size(request.page_size)
+        kinds, names = list(request.kinds), list(request.event_names)
+        if len(kinds) > q.MAX_TIMELINE_KINDS:
+            raise InvalidArgument(f"at most {q.MAX_TIMELINE_KINDS} kinds", field="kinds")
+        for i, k in enumerate(kinds):
+            if k not in KINDS:
+                raise InvalidArgument(f"must be one of {', '.join(KINDS)}", field=f"kinds[{i}]")
+        if len(names) > q.MAX_TIMELINE_NAMES:
+            raise InvalidArgument(f"at most {q.MAX_TIMELINE_NAMES} event names", field="event_names")
+        for i, n in enumerate(names):
+            if not n or len(n) > q.MAX_NAME:
+                raise InvalidArgument(f"must be 1 to {q.MAX_NAME} characters", field=f"event_names[{i}]")
+        since = envelope.from_ts(request.since) if request.HasField("since") else None
+        until = envelope.from_ts(request.until) if request.HasField("until") else None
+        if since is not None and until is not None and until <= since:
+            raise InvalidArgument("must be after since", field="until")
+        fp = q.fingerprint("timeline", list(lookup), sorted(kinds), sorted(names),
+                           since and _micros(since), until and _micros(until))
+        pos = q.decode_token(request.page_token, fp, 2)
+        if pos is not None and not (isinstance(pos[0], int) and isinstance(pos[1], str)):
+            raise InvalidArgument("is not a token this service issued", field="page_token")
+
+        where, args = ["profile_id = $1"], []
+
+        def arg(v) -> str:
+            args.append(v)
+            return f"${len(args) + 1}"
+
+        if kinds:
+            where.append(f"kind = ANY({arg(sorted(set(kinds)))}::text[])")
+        if names:
+            where.append(f"event_name = ANY({arg(sorted(set(names)))}::text[])")
+        if since is not None:
+            where.append(f"occurred_at >= {arg(since)}")
+        if until is not None:
+            where.append(f"occurred_at < {arg(until)}")
+        if pos is not None:
+            where.append(f"(occurred_at, event_id) < ({arg(EPOCH + timedelta(microseconds=pos[0]))}, {arg(pos[1])})")
+        sql = ("SELECT event_id, kind, event_name, source_id, source_kind, channel, properties::text AS properties, "
+               "traits::text AS traits, context::text AS context, occurred_at, received_at FROM profile_events "
+               f"WHERE {' AND '.join(where)} ORDER BY occurred_at DESC, event_id DESC LIMIT {arg(size + 1)}")
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            found = (await resolve(conn, [lookup]))[0]
+            if found is None:
+                if lookup[0] == "identifier":
+                    raise NotFound("no profile has this identifier", field="identifier")
+                raise NotFound("no such profile", field="profile_id")
+            rows = await conn.fetch(sql, found.profile_id, *args)
+        out = profile_pb2.GetTimelineResponse(profile_id=found.profile_id, merged_profile_id=found.merged_profile_id,
+                                              events=[_timeline_event(r) for r in rows[:size]])
+        if len(rows) > size:
+            last = rows[size - 1]
+            out.next_page_token = q.encode_token(fp, _micros(last["occurred_at"]), last["event_id"])
+        return out
+
+    async def ExportProfiles(self, request: profile_pb2.ExportProfilesRequest, context):
+        mask = q.parse_mask(request.field_mask.paths)
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            after = ""
+            while True:
+                ids = [r[0] for r in await conn.fetch(
+                    f"SELECT profile_id FROM profiles WHERE {LIVE} AND profile_id > $1 ORDER BY profile_id LIMIT $2",
+                    after, EXPORT_CHUNK)]
+                if not ids:
+                    return
+                profiles = await load_profiles(conn, ids, mask)
+                for pid in ids:
+                    yield profiles[pid]
+                after = ids[-1]

@@ -13,10 +13,13 @@ import json
 import asyncpg
 
 from cdp.identity.v1 import events_pb2 as identity_events
+from cdp.ingest.v1 import events_pb2 as ingest_events
 from cdp.profile.v1 import events_pb2 as profile_events
 from cdp_core import envelope
 from cdp_core.consumer import Delivery, Projection, handles
 from cdp_core.outbox import OutboxWriter
+
+from .queries import channel_of, pg_json
 
 UPSERT_TRAITS = """
 INSERT INTO profile_traits AS t (profile_id, name, value, updated_at, event_id)
@@ -26,6 +29,25 @@ ON CONFLICT (profile_id, name) DO UPDATE
  WHERE (excluded.updated_at, excluded.event_id) > (t.updated_at, t.event_id)
 RETURNING profile_id, name
 """
+
+
+# One statement per batch: the timeline's row of every event (JSON text cast to jsonb by the server).
+INSERT_EVENTS = """
+INSERT INTO profile_events (event_id, profile_id, occurred_at, kind, event_name, source_id, source_kind, channel,
+                            properties, traits, context, received_at)
+SELECT e, p, o, k, n, s, sk, c, pr::jsonb, tr::jsonb, cx::jsonb, ra
+  FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+              $9::text[], $10::text[], $11::text[], $12::timestamptz[]) AS x(e, p, o, k, n, s, sk, c, pr, tr, cx, ra)
+ON CONFLICT DO NOTHING
+RETURNING event_id
+"""
+
+
+def timeline_row(ev: ingest_events.EventCollected) -> tuple:
+    """(kind, event name, source id, source kind, channel, properties, traits, context, received at)."""
+    received = envelope.from_ts(ev.received_at) if ev.received_at.seconds or ev.received_at.nanos else None
+    return (ev.kind, ev.event or ev.name or None, ev.source_id or None, ev.source_kind or None, channel_of(ev),
+            pg_json(ev.properties_json), pg_json(ev.traits_json), pg_json(ev.context_json), received)
 
 
 async def canonical(conn: asyncpg.Connection, profile_id: str) -> str:
@@ -71,10 +93,10 @@ class ProfileProjection(Projection):
         canon = await lock_profiles(conn, {r.profile_id for _, r in rs})
         events = [(r.event_id, canon.get(r.profile_id, r.profile_id), envelope.from_ts(r.event.timestamp))
                   for _, r in rs]
+        rows = [timeline_row(r.event) for _, r in rs]
         new = {row[0] for row in await conn.fetch(
-            "INSERT INTO profile_events (event_id, profile_id, occurred_at) "
-            "SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[]) ON CONFLICT DO NOTHING RETURNING event_id",
-            [e[0] for e in events], [e[1] for e in events], [e[2] for e in events])}
+            INSERT_EVENTS, [e[0] for e in events], [e[1] for e in events], [e[2] for e in events],
+            *(list(column) for column in zip(*rows, strict=True)))}
         figures: dict[str, list] = {}  # pid -> [new events, first seen, last seen]
         for event_id, pid, occurred in events:
             f = figures.setdefault(pid, [0, occurred, occurred])
@@ -95,7 +117,7 @@ class ProfileProjection(Projection):
             for i in r.identifiers:
                 identifiers[(i.type, i.value)] = pid
             for name, value in traits_of(r.event.traits_json).items():
-                candidate = (occurred, event_id, json.dumps(value))
+                candidate = (occurred, event_id, pg_json(json.dumps(value)))
                 if (pid, name) not in winners or candidate[:2] > winners[(pid, name)][:2]:
                     winners[(pid, name)] = candidate
         if identifiers:

@@ -28,8 +28,13 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 def resolved(i: int, profile: str, traits: dict | None, ids: list[tuple[str, str]], minutes: int) -> envelope.Envelope:
     ev = ingest_events.EventCollected(kind="identify" if traits else "track", user_id=ids[0][1],
-                                      traits_json=json.dumps(traits) if traits else "")
+                                      event="" if traits else ("Email Opened" if i % 4 else "Product Viewed"),
+                                      traits_json=json.dumps(traits) if traits else "",
+                                      properties_json="" if traits else json.dumps({"i": i, "nul": "a\u0000b"}),
+                                      context_json=json.dumps({"channel": "Kiosk"}) if i % 5 == 0 else "",
+                                      source_id="src-1", source_kind="web")
     ev.timestamp.CopyFrom(envelope.ts(T0 + timedelta(minutes=minutes)))
+    ev.received_at.CopyFrom(envelope.ts(T0 + timedelta(minutes=minutes, seconds=1)))
     event_id = f"e{i:03d}"
     msg = identity_events.IdentityResolved(
         event=ev, profile_id=profile, event_id=event_id,
@@ -72,7 +77,9 @@ async def apply_all(url: str, envs: list[envelope.Envelope]) -> dict:
                 "traits": [tuple(r) for r in await conn.fetch(
                     "SELECT profile_id, name, value::text, updated_at, event_id FROM profile_traits ORDER BY 1, 2")],
                 "ids": [tuple(r) for r in await conn.fetch("SELECT * FROM profile_identifiers ORDER BY 1, 2")],
-                "events": [tuple(r) for r in await conn.fetch("SELECT * FROM profile_events ORDER BY 1")],
+                "events": [tuple(r) for r in await conn.fetch(
+                    "SELECT event_id, profile_id, occurred_at, kind, event_name, source_id, source_kind, channel, "
+                    "properties::text, traits::text, context::text, received_at FROM profile_events ORDER BY 1")],
             }
     finally:
         await pool.close()
@@ -104,3 +111,10 @@ async def test_shuffled_input_gives_the_same_projection(database_server_url):
     assert traits[("P1", "plan")] == "q19"  # minute 11 from P2 beats p9 at minute 9
     assert traits[("P1", "tie")] == "second"  # same minute: e022 > e021
     assert not [t for t in in_order["traits"] if t[0] == "P2"]
+    events = {e[0]: e for e in in_order["events"]}
+    assert len(events) == 23 and {e[1] for e in events.values()} == {"P1"}  # moved to the survivor
+    # (event_id, profile_id, occurred_at, kind, event_name, source_id, source_kind, channel, properties, ...)
+    assert events["e001"][3:8] == ("track", "Email Opened", "src-1", "web", "email")
+    assert events["e004"][7] == "web" and events["e005"][7] == "kiosk"  # context.channel wins
+    assert json.loads(events["e001"][8]) == {"i": 1, "nul": "a\ufffdb"}
+    assert events["e000"][8] is None and json.loads(events["e000"][9])["plan"] == "p0"

@@ -26,8 +26,8 @@ if _version_not_supported:
 
 
 class ProfileServiceStub:
-    """ProfileService serves 360-degree customer profiles.
-    Scope required: profiles:read.
+    """ProfileService serves 360-degree customer profiles and their timelines.
+    Scope required: profiles:read (every method).
     """
 
     def __init__(self, channel):
@@ -41,15 +41,70 @@ class ProfileServiceStub:
                 request_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.GetProfileRequest.SerializeToString,
                 response_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.GetProfileResponse.FromString,
                 _registered_method=True)
+        self.BatchGetProfiles = channel.unary_unary(
+                '/cdp.profile.v1.ProfileService/BatchGetProfiles',
+                request_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.BatchGetProfilesRequest.SerializeToString,
+                response_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.BatchGetProfilesResponse.FromString,
+                _registered_method=True)
+        self.SearchProfiles = channel.unary_unary(
+                '/cdp.profile.v1.ProfileService/SearchProfiles',
+                request_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.SearchProfilesRequest.SerializeToString,
+                response_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.SearchProfilesResponse.FromString,
+                _registered_method=True)
+        self.GetTimeline = channel.unary_unary(
+                '/cdp.profile.v1.ProfileService/GetTimeline',
+                request_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.GetTimelineRequest.SerializeToString,
+                response_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.GetTimelineResponse.FromString,
+                _registered_method=True)
+        self.ExportProfiles = channel.unary_stream(
+                '/cdp.profile.v1.ProfileService/ExportProfiles',
+                request_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.ExportProfilesRequest.SerializeToString,
+                response_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.Profile.FromString,
+                _registered_method=True)
 
 
 class ProfileServiceServicer:
-    """ProfileService serves 360-degree customer profiles.
-    Scope required: profiles:read.
+    """ProfileService serves 360-degree customer profiles and their timelines.
+    Scope required: profiles:read (every method).
     """
 
     def GetProfile(self, request, context):
-        """GetProfile returns a profile by its id or by any of its identifiers.
+        """GetProfile returns a profile by its id or by any of its identifiers. A
+        profile id merged into another answers with the survivor
+        (GetProfileResponse.merged_profile_id says so).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchGetProfiles(self, request, context):
+        """BatchGetProfiles looks up to 1000 profiles at once; the ones not found are
+        reported in their result (found = false), not as an error.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SearchProfiles(self, request, context):
+        """SearchProfiles lists the live profiles whose traits match every filter,
+        ordered by profile id, paged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTimeline(self, request, context):
+        """GetTimeline lists every event of a profile across touchpoints, newest
+        first, paged (keyset on (occurred_at, event_id): pages stay stable while
+        new events arrive).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportProfiles(self, request, context):
+        """ExportProfiles streams every live profile (with at least one event),
+        ordered by profile id, read from one consistent snapshot.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -63,6 +118,26 @@ def add_ProfileServiceServicer_to_server(servicer, server):
                     request_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.GetProfileRequest.FromString,
                     response_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.GetProfileResponse.SerializeToString,
             ),
+            'BatchGetProfiles': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchGetProfiles,
+                    request_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.BatchGetProfilesRequest.FromString,
+                    response_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.BatchGetProfilesResponse.SerializeToString,
+            ),
+            'SearchProfiles': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchProfiles,
+                    request_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.SearchProfilesRequest.FromString,
+                    response_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.SearchProfilesResponse.SerializeToString,
+            ),
+            'GetTimeline': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTimeline,
+                    request_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.GetTimelineRequest.FromString,
+                    response_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.GetTimelineResponse.SerializeToString,
+            ),
+            'ExportProfiles': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportProfiles,
+                    request_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.ExportProfilesRequest.FromString,
+                    response_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.Profile.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'cdp.profile.v1.ProfileService', rpc_method_handlers)
@@ -72,8 +147,8 @@ def add_ProfileServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class ProfileService:
-    """ProfileService serves 360-degree customer profiles.
-    Scope required: profiles:read.
+    """ProfileService serves 360-degree customer profiles and their timelines.
+    Scope required: profiles:read (every method).
     """
 
     @staticmethod
@@ -93,6 +168,114 @@ class ProfileService:
             '/cdp.profile.v1.ProfileService/GetProfile',
             cdp_dot_profile_dot_v1_dot_profile__pb2.GetProfileRequest.SerializeToString,
             cdp_dot_profile_dot_v1_dot_profile__pb2.GetProfileResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchGetProfiles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.profile.v1.ProfileService/BatchGetProfiles',
+            cdp_dot_profile_dot_v1_dot_profile__pb2.BatchGetProfilesRequest.SerializeToString,
+            cdp_dot_profile_dot_v1_dot_profile__pb2.BatchGetProfilesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchProfiles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.profile.v1.ProfileService/SearchProfiles',
+            cdp_dot_profile_dot_v1_dot_profile__pb2.SearchProfilesRequest.SerializeToString,
+            cdp_dot_profile_dot_v1_dot_profile__pb2.SearchProfilesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTimeline(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.profile.v1.ProfileService/GetTimeline',
+            cdp_dot_profile_dot_v1_dot_profile__pb2.GetTimelineRequest.SerializeToString,
+            cdp_dot_profile_dot_v1_dot_profile__pb2.GetTimelineResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportProfiles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/cdp.profile.v1.ProfileService/ExportProfiles',
+            cdp_dot_profile_dot_v1_dot_profile__pb2.ExportProfilesRequest.SerializeToString,
+            cdp_dot_profile_dot_v1_dot_profile__pb2.Profile.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,103 @@
+"""`cdp export …`: whole projections as JSON lines, streamed (never held in memory)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import IO
+
+import click
+import grpc
+from rich.console import Console
+from rich.markup import escape
+
+from cdp.profile.v1 import profile_pb2, profile_pb2_grpc
+
+from . import client
+from .profiles import profile_record
+
+TOKEN_HELP = "Bearer token (profiles:read) (default: env CDP_TOKEN, else .cdp/token)."
+
+
+def _err() -> Console:
+    return Console(stderr=True, soft_wrap=True)
+
+
+def quiet_broken_pipe() -> None:
+    """The reader of stdout left (`| head`): exit 0 without Python's complaint at shutdown."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    raise SystemExit(0)
+
+
+def write_lines(out_path: str | None, write, what: str) -> None:
+    """Runs `write(f) -> count` on stdout, or on a hidden `.FILE.<pid>.part` beside FILE that is
+    renamed to FILE only once complete; the count goes to stderr."""
+    if out_path is None or out_path == "-":
+        try:
+            n = write(sys.stdout)
+        except BrokenPipeError:
+            quiet_broken_pipe()
+        _err().print(f"exported {n} {what}")
+        return
+    target = Path(out_path)
+    part = target.with_name(f".{target.name}.{os.getpid()}.part")
+    try:
+        with open(part, "w", encoding="utf-8") as f:
+            n = write(f)
+        os.replace(part, target)
+    except OSError as e:
+        raise client.CliError(f"cannot write {out_path}: {e}") from None
+    finally:
+        part.unlink(missing_ok=True)
+    _err().print(f"exported {n} {what} to {escape(out_path)}")
+
+
+@click.group("export")
+def export_group() -> None:
+    """Export projections as JSON lines."""
+
+
+@export_group.command("profiles")
+@click.option("--jsonl", is_flag=True, help="JSON lines: one object per profile (the only format; required).")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, allow_dash=True),
+              help="Write to this file (written beside it, then renamed when complete). Default: stdout.")
+@click.option("--token", "token_", help=TOKEN_HELP)
+def export_profiles(jsonl: bool, out_path: str | None, token_: str | None) -> None:
+    """Every live profile, streamed (ExportProfiles, one consistent snapshot), one line each:
+    {"profile_id", "identifiers", "traits", "computed", "merged_profile_ids"} as
+    `cdp profile get --json` prints it, ordered by profile id."""
+    if not jsonl:
+        raise click.UsageError("choose the format: --jsonl (one JSON object per profile a line)")
+    tok = client.resolve_token(token_)
+    write_lines(out_path, lambda f: _profiles_to(f, tok), "profiles")
+
+
+def _profiles_to(f: IO[str], token: str) -> int:
+    async def go() -> int:
+        n = 0
+        async with client.stub("profile", profile_pb2_grpc.ProfileServiceStub, token) as s:
+            call = s.ExportProfiles(profile_pb2.ExportProfilesRequest())
+            try:
+                async for p in call:
+                    f.write(json.dumps(profile_record(p), ensure_ascii=False, separators=(",", ":")))
+                    f.write("\n")
+                    n += 1
+            finally:
+                call.cancel()
+        f.flush()
+        return n
+
+    try:
+        return asyncio.run(go())
+    except grpc.aio.AioRpcError as e:
+        if e.code() == grpc.StatusCode.UNIMPLEMENTED:
+            raise client.CliError(f"the profile service at {client.service_addr('profile')} does not serve "
+                                  "ExportProfiles (an older version?)") from None
+        raise client.rpc_error("profile", e) from None
