@@ -113,7 +113,10 @@ async def load_profiles(conn: asyncpg.Connection, pids: list[str], mask: q.Mask)
         for r in await conn.fetch("SELECT merged_into, profile_id FROM profiles WHERE merged_into = ANY($1::text[]) "
                                   "ORDER BY merged_into, profile_id", live):
             out[r[0]].merged_profile_ids.append(r[1])
-    # computed_json: computed traits are not built yet; the field stays "".
+    if mask.has("computed_json"):
+        for pid, value in await conn.fetch("SELECT profile_id, computed::text FROM profile_computed "
+                                           "WHERE profile_id = ANY($1::text[])", live):
+            out[pid].computed_json = value
     return out
 
 

@@ -19,6 +19,7 @@ from cdp_core import envelope
 from cdp_core.consumer import Delivery, Projection, handles
 from cdp_core.outbox import OutboxWriter
 
+from . import computed
 from .queries import channel_of, pg_json
 
 UPSERT_TRAITS = """
@@ -133,6 +134,7 @@ class ProfileProjection(Projection):
             changed = {(row[0], row[1]) for row in await conn.fetch(
                 UPSERT_TRAITS, [k[0] for k in keys], [k[1] for k in keys], [winners[k][2] for k in keys],
                 [winners[k][0] for k in keys], [winners[k][1] for k in keys])}
+        await recompute(conn, set(figures))
         seen: set[str] = set()
         for (event_id, pid, _), (d, _r) in zip(events, rs, strict=True):
             mine = sorted(n for (p, n) in changed if p == pid and winners[(p, n)][1] == event_id)
@@ -182,6 +184,8 @@ class ProfileProjection(Projection):
             "WHERE profile_id = $1) s WHERE p.profile_id = $1 RETURNING p.event_count", survivor)
         await conn.execute("UPDATE profiles SET event_count = 0, first_seen = NULL, last_seen = NULL "
                            "WHERE profile_id = $1", merged)
+        await conn.execute("DELETE FROM profile_computed WHERE profile_id = $1", merged)
+        await recompute(conn, {survivor})
         outbox.add(envelope.make(
             "cdp.profile.changed",
             profile_events.ProfileChanged(profile_id=survivor, event_count=count, event_id=m.event_id),
@@ -208,5 +212,38 @@ async def forget_profiles(conn: asyncpg.Connection, ids: set[str]) -> None:
     await lock_profiles(conn, ids)
     ids = ids | {r[0] for r in await conn.fetch(
         "SELECT profile_id FROM profiles WHERE merged_into = ANY($1::text[])", sorted(ids))}
-    for table in ("profile_events", "profile_traits", "profile_identifiers", "profiles"):
+    for table in ("profile_events", "profile_traits", "profile_identifiers", "profile_computed", "profiles"):
         await conn.execute(f"DELETE FROM {table} WHERE profile_id = ANY($1::text[])", sorted(ids))
+
+
+async def recompute(conn: asyncpg.Connection, pids: set[str]) -> None:
+    """Computes the computed traits of these profiles afresh from all their events (exact,
+    whatever the order the events came in: `computed.compute`), as of each profile's latest
+    event. O(events of the profile) per change: heavy profiles cost more (docs/services/profile.md)."""
+    if not pids:
+        return
+    by_profile: dict[str, list[computed.Event]] = {}
+    rows = await conn.fetch(
+        "SELECT profile_id, event_id, kind, event_name, occurred_at, properties::text, traits::text, context::text, "
+        "source_kind FROM profile_events WHERE profile_id = ANY($1::text[])", sorted(pids))
+    for r in rows:
+        by_profile.setdefault(r[0], []).append(computed.Event(
+            r[1], r[2] or "", r[3] or "", r[4], _obj(r[5]), _obj(r[6]), _obj(r[7]), r[8] or ""))
+    ids, values, as_of = [], [], []
+    for pid, evs in by_profile.items():
+        at = max(e.occurred_at for e in evs)
+        ids.append(pid)
+        values.append(json.dumps(computed.compute(evs, now=at), ensure_ascii=False, sort_keys=True))
+        as_of.append(at)
+    if ids:
+        await conn.execute(
+            "INSERT INTO profile_computed (profile_id, computed, as_of) "
+            "SELECT * FROM unnest($1::text[], $2::jsonb[], $3::timestamptz[]) ON CONFLICT (profile_id) DO UPDATE "
+            "SET computed = excluded.computed, as_of = excluded.as_of", ids, values, as_of)
+
+
+def _obj(text: str | None) -> dict:
+    if not text:
+        return {}
+    value = json.loads(text)
+    return value if isinstance(value, dict) else {}
