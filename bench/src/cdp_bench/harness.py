@@ -14,6 +14,8 @@ of the others are kept too).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import inspect
 import os
 import platform
@@ -49,6 +51,22 @@ class Comparison:
 
     def render(self) -> str:
         return render_comparison(self)
+
+
+@contextlib.contextmanager
+def frozen_heap():
+    """What this (client) process holds now is moved out of the garbage collector's sight
+    (gc.freeze) for the measurement, and given back afterwards. The benchmark process holds
+    things a bare publisher would not (its stack, channels, prepared requests), and without
+    this the baseline's publish_async futures paid for full collections walking all of it —
+    the services under test freeze their own heap once started (ingest: CDP_INGEST_GC_FREEZE),
+    so the baseline gets the same."""
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def median(values: list[float]) -> float:

@@ -30,7 +30,7 @@ from nats.js import api
 from cdp.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from cdp_core.bus import DUPLICATE_WINDOW_S, stream_name
 
-from .harness import compare, machine_info, now_iso, paced, percentile, render_comparison
+from .harness import compare, frozen_heap, machine_info, now_iso, paced, percentile, render_comparison
 from .stack import bench_stack
 
 TRACK_SUBJECT = "cdp.ingest.event.track"
@@ -147,12 +147,13 @@ async def run_ingest_bench(events: int = 20000, concurrency: int = 64, *, repeti
             async def baseline(n: int = events) -> float:
                 return n / await publish_all(js, bench_subject, payload, n, headers)
 
-            cmp = await compare(
-                "ingest: gRPC Track events/s vs bare JetStream publish_async msgs/s",
-                figure, baseline, repetitions=repetitions, warmup=warmup, unit="msgs/s",
-                warmup_figure=lambda: figure(warmup_events, record=False),
-                warmup_baseline=lambda: baseline(warmup_events),
-            )
+            with frozen_heap():
+                cmp = await compare(
+                    "ingest: gRPC Track events/s vs bare JetStream publish_async msgs/s",
+                    figure, baseline, repetitions=repetitions, warmup=warmup, unit="msgs/s",
+                    warmup_figure=lambda: figure(warmup_events, record=False),
+                    warmup_baseline=lambda: baseline(warmup_events),
+                )
         finally:
             try:
                 await js.delete_stream(bench_stream)
@@ -421,18 +422,18 @@ async def run_batch_bench(protocol: str = "grpc", *, batch_size: int = 500, batc
             what = "gRPC IngestService/Batch" if protocol == "grpc" else \
                 f"HTTP POST /v1/batch (gzip {'on' if gzip_body else 'off'})"
             warm_batches = max(1, min(batches, 8))
-            cmp = await compare(
-                f"ingest: {what} events/s vs bare JetStream publish_async msgs/s", figure, baseline,
-                repetitions=repetitions, warmup=warmup, unit="msgs/s",
-                warmup_figure=lambda: figure(warm_batches, record=False),
-                warmup_baseline=lambda: baseline(warm_batches * batch_size))
+            with frozen_heap():
+                cmp = await compare(
+                    f"ingest: {what} events/s vs bare JetStream publish_async msgs/s", figure, baseline,
+                    repetitions=repetitions, warmup=warmup, unit="msgs/s",
+                    warmup_figure=lambda: figure(warm_batches, record=False),
+                    warmup_baseline=lambda: baseline(warm_batches * batch_size))
 
             # Latency at a fraction of the peak just measured, open loop, beside bare publishes.
             rate_events = cmp.figure * latency_fraction
             rate_requests = rate_events / batch_size
             n_req = max(1, int(round(rate_requests * latency_seconds)))
             reqs = build(n_req)
-            lat, lat_failures = await open_loop(rate_requests, reqs, send)
             run = secrets.token_hex(4)
             counter = iter(range(10**12))
 
@@ -442,7 +443,9 @@ async def run_batch_bench(protocol: str = "grpc", *, batch_size: int = 500, batc
                         for _ in range(batch_size)]
                 await asyncio.gather(*futs)
 
-            base_lat, base_failures = await open_loop(rate_requests, list(range(n_req)), bare_batch)
+            with frozen_heap():
+                lat, lat_failures = await open_loop(rate_requests, reqs, send)
+                base_lat, base_failures = await open_loop(rate_requests, list(range(n_req)), bare_batch)
         finally:
             try:
                 await js.delete_stream(bench_stream)

@@ -10,18 +10,22 @@ every message is durable in its stream.
 
 It does what nats-py's `publish_async` does for each message (HPUB with a reply inbox,
 Nats-Msg-Id and the trace headers, one ack per message), but for the whole batch at once:
-the headers common to the batch are encoded once, the HPUB commands are written to the
-connection's pending buffer in one piece and flushed with one wake-up of the flusher, and
-the acks resolve one future per batch instead of a future, a semaphore slot and a done
-callback per message. When the nats-py client lacks the internals this uses, it falls back
-to `publish_async` per message.
+the headers common to the batch are encoded once, every message is checked and its HPUB
+command built before anything is written, the commands go to the connection's pending buffer
+in one piece and are flushed with one wake-up of the flusher, and the acks are settled as
+nats-py reads them (a single-response subscription whose "future" is `_AckSink`), resolving
+one future per batch instead of a future, a semaphore slot, a done callback and a queued
+callback per message; PubAck objects are built only when read. When the nats-py client lacks
+the internals this uses, it falls back to `publish_async` per message.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import count
 
@@ -31,6 +35,11 @@ from nats.js import api
 from nats.js.errors import APIError, BadRequestError, NoStreamResponseError, NotFoundError
 
 from . import envelope as envelope_mod
+
+try:  # faster for the acks, one per published message
+    from orjson import loads as _loads
+except ImportError:  # pragma: no cover - orjson is optional
+    _loads = json.loads
 from .logs import get_logger
 from .telemetry import inject_headers
 
@@ -68,6 +77,74 @@ class _PendingBatch:
         self.future = future
 
 
+_PUB_ACK_FIELDS = frozenset(f.name for f in dataclasses.fields(api.PubAck))
+
+
+def _pub_ack(resp: dict) -> api.PubAck:
+    """api.PubAck.from_response(resp), without its per-field loop when every key is a field."""
+    if resp.keys() <= _PUB_ACK_FIELDS:
+        return api.PubAck(**resp)
+    return api.PubAck.from_response(resp)
+
+
+class PubAcks(Sequence):
+    """The acks of a published batch, in order: each an api.PubAck, built when it is first
+    read (most callers only need the batch to be durable, and never read them)."""
+
+    __slots__ = ("_raw", "_built")
+
+    def __init__(self, raw: list[dict]):
+        self._raw = raw
+        self._built: list[api.PubAck] | None = None
+
+    def _acks(self) -> list[api.PubAck]:
+        if self._built is None:
+            self._built = [_pub_ack(r) for r in self._raw]
+        return self._built
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def __getitem__(self, i):
+        return self._acks()[i]
+
+    def __iter__(self):
+        return iter(self._acks())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (PubAcks, list, tuple)):
+            return list(self) == list(other)
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return repr(self._acks())
+
+
+class _AckSink:
+    """Stands in for the future of a nats-py single-response subscription (`subscribe(...,
+    future=...)`, what old-style requests use): nats-py hands every message of such a
+    subscription to `set_result` as it reads it, so the acks of `publish_batch` are settled
+    right there, without the queue, the task and the coroutine call per message of a
+    callback subscription. It never completes, so the subscription keeps delivering."""
+
+    __slots__ = ("_handle",)
+
+    def __init__(self, handle):
+        self._handle = handle
+
+    def cancelled(self) -> bool:
+        return False
+
+    def done(self) -> bool:
+        return False
+
+    def cancel(self, msg=None) -> bool:
+        return False
+
+    def set_result(self, msg) -> None:
+        self._handle(msg)
+
+
 def stream_name(service: str) -> str:
     return "CDP_" + service.upper().replace("-", "_")
 
@@ -92,7 +169,8 @@ class Bus:
     def __init__(self, nc: nats.NATS):
         self.nc = nc
         self.js = nc.jetstream(timeout=10)
-        self._reply_prefix = ""  # "<inbox>." of the ack subscription, once subscribed
+        self._reply_prefix = ""  # "<inbox>." of the ack subscription
+        self._subscribed = False
         self._batches: dict[str, _PendingBatch] = {}
         self._batch_ids = count(1)
         self._fast = all(hasattr(nc, a) for a in ("_send_command", "_flush_pending", "_flush_queue",
@@ -165,11 +243,12 @@ class Bus:
             cfg.filter_subjects = filter_subjects
         return await self.js.add_consumer(stream, cfg)
 
-    async def publish_batch(self, messages: list[Outgoing]) -> list[api.PubAck]:
+    async def publish_batch(self, messages: list[Outgoing]) -> Sequence[api.PubAck]:
         """Publish all messages asynchronously, then await every ack (durable on return).
 
         Raises if any publish is not acknowledged; the caller retries the whole batch,
-        and Nats-Msg-Id makes the retry drop what was already stored.
+        and Nats-Msg-Id makes the retry drop what was already stored. The acks come back in
+        order (a `PubAcks` on the fast path: each PubAck built when first read).
         """
         if not messages:
             return []
@@ -194,59 +273,77 @@ class Bus:
             futures.append(await self.js.publish_async(m.subject, m.data, headers=headers))
         return list(await asyncio.wait_for(asyncio.gather(*futures), timeout=PUBLISH_ACK_TIMEOUT_S))
 
-    async def _publish_batch_fast(self, messages: list[Outgoing]) -> list[api.PubAck]:
-        """The same messages, headers, checks and acks as `_publish_batch_each`, written at once."""
+    async def _publish_batch_fast(self, messages: list[Outgoing]) -> PubAcks:
+        """The same messages, headers, checks and acks as `_publish_batch_each`, written at once.
+        Every message is checked while its HPUB is built; nothing is written before all passed."""
         nc = self.nc
         trace_headers = inject_headers()
         limit = min(MAX_PAYLOAD, nc.max_payload or MAX_PAYLOAD)
+        max_payload = nc._max_payload
         # The lines common to every message of the batch (trace context), encoded once.
         trace_lines = b"".join(_encode_header(k, v) for k, v in trace_headers.items())
         trace_size = sum(len(k) + len(v) + 4 for k, v in trace_headers.items())
         msg_id_key = "Nats-Msg-Id"
         plain = msg_id_key not in trace_headers
-        encoded = []
-        subjects = set()
-        for m in messages:  # check every message first: an oversize one publishes nothing
+        # the size the server counts, less the payload and the id: "Nats-Msg-Id" + ": " + "\r\n"
+        plain_size = _HEADER_OVERHEAD + len(msg_id_key) + 4 + trace_size
+        # the header block's length, less the id's bytes: NATS/1.0\r\nNats-Msg-Id: <id>\r\n<trace>\r\n
+        plain_hl = len(b"NATS/1.0\r\nNats-Msg-Id: \r\n\r\n") + len(trace_lines)
+        trace_block = b"\r\n" + trace_lines + b"\r\n"  # ends the id's line, then the trace lines and the block
+        if not self._reply_prefix:
+            self._reply_prefix = nc.new_inbox() + "."  # subscribed below, before anything is sent
+        batch_id = str(next(self._batch_ids))
+        reply = f"{self._reply_prefix}{batch_id}.".encode()
+        skip_validation = getattr(nc, "_skip_subject_validation", False)
+        subject_bytes: dict[str, bytes] = {}
+        parts = []
+        append = parts.append
+        total = 0
+        for i, m in enumerate(messages):  # check every message first: an oversize one publishes nothing
+            data = m.data
+            n = len(data)
+            subject = subject_bytes.get(m.subject)
+            if subject is None:  # as nc.publish validates (unless the client skips it)
+                if not m.subject or (not skip_validation and _SUBJECT_INVALID_RE.search(m.subject)):
+                    raise nats.errors.BadSubjectError
+                subject = subject_bytes[m.subject] = m.subject.encode()
             if plain and not m.headers:
                 msg_id = m.msg_id
-                size = len(m.data) + _HEADER_OVERHEAD + len(msg_id_key) + len(msg_id) + 4 + trace_size
-                hdr = b"NATS/1.0\r\nNats-Msg-Id: %s\r\n%s\r\n" % (
-                    msg_id.strip().translate(_HEADER_VALUE_NEWLINES).encode(), trace_lines)
+                size = n + plain_size + len(msg_id)
+                # the server's limit counts the headers too, and closes the connection beyond it
+                if size > limit:
+                    raise ValueError(f"message for {m.subject} is {size} bytes with headers; the limit is {limit}")
+                if n > max_payload:
+                    raise nats.errors.MaxPayloadError
+                # as _encode_header writes the value (a printable, unpadded id is itself)
+                value = (msg_id if msg_id.isprintable() and msg_id.strip() == msg_id else
+                         msg_id.strip().translate(_HEADER_VALUE_NEWLINES)).encode()
+                hl = plain_hl + len(value)
+                # HPUB <subject> <reply><i> <hl> <hl+n>\r\nNATS/1.0\r\nNats-Msg-Id: <id>\r\n<trace>\r\n<data>\r\n,
+                # joined from parts (formatting the payload in with % costs three times as much)
+                append(b"".join((b"HPUB ", subject, b" ", reply, b"%d %d %d\r\nNATS/1.0\r\nNats-Msg-Id: " % (
+                    i, hl, hl + n), value, trace_block, data, b"\r\n")))
             else:
                 headers = {msg_id_key: m.msg_id, **trace_headers, **m.headers}
-                size = len(m.data) + _HEADER_OVERHEAD + sum(len(k) + len(v) + 4 for k, v in headers.items())
+                size = n + _HEADER_OVERHEAD + sum(len(k) + len(v) + 4 for k, v in headers.items())
+                if size > limit:
+                    raise ValueError(f"message for {m.subject} is {size} bytes with headers; the limit is {limit}")
+                if n > max_payload:
+                    raise nats.errors.MaxPayloadError
                 hdr = b"NATS/1.0\r\n" + b"".join(_encode_header(k, v) for k, v in headers.items()) + b"\r\n"
-            # the server's limit counts the headers too, and closes the connection beyond it
-            if size > limit:
-                raise ValueError(f"message for {m.subject} is {size} bytes with headers; the limit is {limit}")
-            if len(m.data) > nc._max_payload:
-                raise nats.errors.MaxPayloadError
-            subjects.add(m.subject)
-            encoded.append(hdr)
-        for subject in subjects:  # as nc.publish validates (unless the client skips it)
-            if not subject:
-                raise nats.errors.BadSubjectError
-            if not getattr(nc, "_skip_subject_validation", False) and _SUBJECT_INVALID_RE.search(subject):
-                raise nats.errors.BadSubjectError
+                hl = len(hdr)
+                append(b"HPUB %s %s%d %d %d\r\n%s%s\r\n" % (subject, reply, i, hl, hl + n, hdr, data))
+            total += n
         if nc.is_closed:
             raise nats.errors.ConnectionClosedError
         if nc.is_draining_pubs:
             raise nats.errors.ConnectionDrainingError
-        if not self._reply_prefix:
-            prefix = nc.new_inbox() + "."
-            await nc.subscribe(prefix + ">", cb=self._on_ack)
-            self._reply_prefix = prefix
-        batch_id = str(next(self._batch_ids))
-        reply = f"{self._reply_prefix}{batch_id}."
-        parts = []
-        total = 0
-        for i, (m, hdr) in enumerate(zip(messages, encoded, strict=True)):
-            data = m.data
-            hl = len(hdr)
-            cmd = b"HPUB %s %s%d %d %d\r\n%s%s\r\n" % (m.subject.encode(), reply.encode(), i, hl, hl + len(data),
-                                                        hdr, data)
-            parts.append(cmd)
-            total += len(data)
+        if not self._subscribed:
+            try:  # each ack handled as it is read (see _AckSink)
+                await nc.subscribe(self._reply_prefix + ">", future=_AckSink(self._ack))
+            except TypeError:  # a client without single-response subscriptions: a callback one
+                await nc.subscribe(self._reply_prefix + ">", cb=self._on_ack)
+            self._subscribed = True
         payload = b"".join(parts)
         if not nc.is_connected:
             max_pending = getattr(nc, "_max_pending_size", 0)
@@ -260,12 +357,24 @@ class Bus:
             await nc._send_command(payload)
             if nc._flush_queue is not None and nc._flush_queue.empty():
                 await nc._flush_pending()
-            return await asyncio.wait_for(pending.future, timeout=PUBLISH_ACK_TIMEOUT_S)
+            got = await asyncio.wait_for(pending.future, timeout=PUBLISH_ACK_TIMEOUT_S)
         finally:
             self._batches.pop(batch_id, None)
+        return PubAcks(got)
 
     async def _on_ack(self, msg) -> None:
-        """One JetStream ack (or error) of a message published by `_publish_batch_fast`."""
+        """The callback form of `_ack` (a subscription without the sink)."""
+        self._ack(msg)
+
+    def _ack(self, msg) -> None:
+        """One JetStream ack (or error) of a message published by `_publish_batch_fast`.
+        Never raises: it runs inside nats-py's read loop."""
+        try:
+            self._settle(msg)
+        except Exception as e:  # noqa: BLE001 - a bug here must not break the connection's reader
+            log.error("publish ack not handled", error=repr(e)[:300])
+
+    def _settle(self, msg) -> None:
         batch_id, _, index = msg.subject[len(self._reply_prefix):].partition(".")
         pending = self._batches.get(batch_id)
         if pending is None or pending.future.done():
@@ -277,7 +386,9 @@ class Bus:
             if msg.headers and msg.headers.get(api.Header.STATUS) == _NO_RESPONDERS:
                 pending.future.set_exception(NoStreamResponseError())
                 return
-            resp = json.loads(msg.data)
+            resp = _loads(msg.data)
+            if type(resp) is not dict:
+                raise ValueError("not a JSON object")
             if "error" in resp:
                 try:
                     err = APIError.from_error(resp["error"])
@@ -285,8 +396,10 @@ class Bus:
                     err = raised
                 pending.future.set_exception(err)
                 return
-            pending.acks[i] = api.PubAck.from_response(resp)
-        except (ValueError, IndexError) as e:  # not an ack of ours: fail the batch, the caller retries
+            if "stream" not in resp or "seq" not in resp:  # what PubAck.from_response requires
+                raise ValueError(f"no stream or seq in {sorted(resp)}")
+            pending.acks[i] = resp  # a PubAck when the caller reads it (PubAcks)
+        except (ValueError, IndexError, TypeError) as e:  # not an ack of ours: fail the batch, the caller retries
             pending.future.set_exception(nats.errors.Error(f"unexpected publish ack: {e}"))
             return
         pending.remaining -= 1

@@ -26,14 +26,17 @@ _NS = uuid.UUID("6f1c3a52-8f4e-4a8e-9d55-0c5c1d4e2b7a")
 _NS_BYTES = _NS.bytes
 
 
+_sha1 = hashlib.sha1
+# the hex digit of the variant nibble (binary 10xx) for each hex digit of the hash
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+
+
 def derived_id(*parts: str) -> str:
     """A deterministic event id for an event derived from others: exactly
-    uuid.uuid5(_NS, "\\x1f".join(parts)), computed without the UUID object (hot path)."""
-    b = bytearray(hashlib.sha1(_NS_BYTES + "\x1f".join(parts).encode()).digest()[:16])
-    b[6] = (b[6] & 0x0F) | 0x50
-    b[8] = (b[8] & 0x3F) | 0x80
-    h = b.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    str(uuid.uuid5(_NS, "\\x1f".join(parts))), computed without the UUID object (hot path):
+    the first 16 bytes of the SHA-1, version nibble 5, variant bits 10."""
+    h = _sha1(_NS_BYTES + "\x1f".join(parts).encode()).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
 def ts(dt: datetime | None) -> timestamp_pb2.Timestamp | None:
@@ -67,8 +70,35 @@ def _varint(n: int) -> bytes:
     return bytes(out)
 
 
+# ---- protobuf wire format, for the messages the hot path writes directly -------------------
+# Each writer gives exactly the bytes upb's SerializeToString() gives for the field (proto3:
+# an empty string or bytes field is omitted; fields in ascending number order). The callers
+# keep a test that compares their output with the protobuf message's, byte for byte.
+
+
+def pb_key(number: int, wire_type: int = 2) -> bytes:
+    """The key (tag) of a field: varint of (number << 3 | wire_type); 2 = length-delimited."""
+    return _varint(number << 3 | wire_type)
+
+
+def pb_len(key: bytes, data: bytes) -> bytes:
+    """A length-delimited field (key, length, data), present even when data is empty."""
+    n = len(data)
+    return key + (bytes((n,)) if n < 0x80 else _varint(n)) + data
+
+
+def pb_str(key: bytes, s: str) -> bytes:
+    """A proto3 string field: b"" when empty; UTF-8 (a lone surrogate raises
+    UnicodeEncodeError, as setting it on a message does)."""
+    if not s:
+        return b""
+    b = s.encode()
+    n = len(b)
+    return key + (bytes((n,)) if n < 0x80 else _varint(n)) + b
+
+
 def _field(tag: int, data: bytes) -> bytes:
-    """A length-delimited field (tag byte, length, data)."""
+    """A length-delimited field (one-byte tag, length, data)."""
     n = len(data)
     return bytes((tag, n)) + data if n < 0x80 else bytes((tag,)) + _varint(n) + data
 
@@ -81,6 +111,13 @@ def _ts_bytes(seconds: int, nanos: int) -> bytes:
 def _ts_field(tag: int, seconds: int, nanos: int) -> bytes:
     """A Timestamp field's bytes; remembered (a batch shares its instants)."""
     return _field(tag, _ts_bytes(seconds, nanos))
+
+
+@lru_cache(maxsize=4096)
+def pb_ts(key: bytes, seconds: int, nanos: int) -> bytes:
+    """A present google.protobuf.Timestamp field (SetInParent at the epoch: key and length 0);
+    remembered (a batch shares its instants)."""
+    return pb_len(key, _ts_bytes(seconds, nanos))
 
 
 def _bytes(tag: int, b: bytes) -> bytes:
@@ -97,27 +134,64 @@ def encode(type: str, payload: Message, *, producer: str, event_id: str, occurre
     event_id=..., occurred_at=...).SerializeToString()` gives (no cause: the correlation id
     is the event id), built without the message objects (the hot path of ingest).
     occurred_at and recorded_at are (seconds, nanos), as ts_fields returns them."""
+    return encode_raw(type, type_url(payload), payload.SerializeToString(), producer=producer, event_id=event_id,
+                      occurred_at=occurred_at, recorded_at=recorded_at)
+
+
+@lru_cache(maxsize=256)
+def _constant_fields(type: str, producer: str, type_url: str) -> tuple[bytes, bytes, bytes]:
+    """(type field, producer field, the Any's type_url field) of an envelope."""
+    return _str(0x12, type), _str(0x3A, producer), _str(0x0A, type_url)
+
+
+# varints of lengths below 2**14 (one or two bytes), the common case of the fields written here
+_SHORT_VARINTS = tuple(_varint(n) for n in range(1 << 14))
+
+
+def _len_varint(n: int) -> bytes:
+    return _SHORT_VARINTS[n] if n < 0x4000 else _varint(n)
+
+
+def encode_raw(type: str, type_url: str, payload: bytes, *, producer: str, event_id: str,
+               occurred_at: tuple[int, int], recorded_at: tuple[int, int]) -> bytes:
+    """`encode` of a payload given as its serialized bytes and its Any type_url
+    (`type_url(message)`): what the hot path uses when it writes the payload's bytes itself."""
+    type_field, producer_field, url_field = _constant_fields(type, producer, type_url)
     ev = _str(0x0A, event_id)
+    n = len(payload)
+    if n:
+        n_varint = _len_varint(n)
+        any_len = len(url_field) + 1 + len(n_varint) + n
+        tail = (url_field, b"\x12", n_varint, payload)
+    else:  # an empty payload's value field is omitted
+        any_len = len(url_field)
+        tail = (url_field,)
     return b"".join((
         ev,
-        _str(0x12, type),
+        type_field,
         _ts_field(0x1A, *occurred_at),
         _ts_field(0x22, *recorded_at),
-        _str(0x2A, event_id),  # correlation_id: the event id itself
-        _str(0x3A, producer),
-        _field(0x42, _str(0x0A, _type_url(payload)) + _bytes(0x12, payload.SerializeToString())),
+        b"\x2a" + ev[1:] if ev else b"",  # correlation_id: the event id itself
+        producer_field,
+        b"\x42",
+        _len_varint(any_len),
+        *tail,
     ))
 
 
 _TYPE_URLS: dict[str, str] = {}
 
 
-def _type_url(payload: Message) -> str:
+def type_url(payload: Message | type[Message]) -> str:
+    """The type_url Any.Pack writes for a message (or message class)."""
     name = payload.DESCRIPTOR.full_name
     url = _TYPE_URLS.get(name)
     if url is None:
         url = _TYPE_URLS[name] = "type.googleapis.com/" + name  # as Any.Pack writes it
     return url
+
+
+_type_url = type_url
 
 
 def from_ts(t: timestamp_pb2.Timestamp) -> datetime:

@@ -117,3 +117,57 @@ def test_encode_gives_the_bytes_of_make_and_serialize():
                              occurred_at=env_mod.ts_fields(occurred), recorded_at=env_mod.ts_fields(recorded))
         assert got == expected.SerializeToString(), i
         assert env_mod.decode(got) == expected
+
+
+def test_derived_id_is_uuid5_of_the_joined_parts():
+    import random
+
+    rng = random.Random(11)
+    for _ in range(2000):
+        parts = ["".join(chr(rng.randrange(32, 0x3000)) for _ in range(rng.randrange(0, 40)))
+                 for _ in range(rng.randrange(1, 4))]
+        assert envelope.derived_id(*parts) == str(uuid.uuid5(envelope._NS, "\x1f".join(parts)))
+
+
+def test_field_writers_give_the_protobuf_bytes():
+    """pb_str / pb_len / pb_ts / encode_raw: the bytes protobuf writes for the same fields."""
+    import random
+
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    from cdp.ingest.v1 import events_pb2
+
+    rng = random.Random(5)
+    for n in [0, 1, 127, 128, 300, 16383, 16384, 70000]:
+        s = "é" * (n // 2) + "a" * (n % 2)
+        m = Identifier(type="email", value=s)
+        assert envelope.pb_str(envelope.pb_key(1), "email") + envelope.pb_str(envelope.pb_key(2), s) == \
+            m.SerializeToString()
+        ev = events_pb2.EventCollected(source_kind=s, violations=[s])  # fields 21 and 20: two-byte keys
+        assert envelope.pb_len(envelope.pb_key(20), s.encode()) + envelope.pb_str(envelope.pb_key(21), s) == \
+            ev.SerializeToString()
+    for _ in range(500):
+        seconds = rng.choice([0, rng.randrange(-10**11, 10**11), rng.randrange(0, 2**31)])
+        nanos = rng.choice([0, rng.randrange(0, 10**9)])
+        ev = events_pb2.EventCollected()
+        ev.received_at.CopyFrom(Timestamp(seconds=seconds, nanos=nanos))
+        if not (seconds or nanos):
+            ev.received_at.SetInParent()
+        assert envelope.pb_ts(envelope.pb_key(16), seconds, nanos) == ev.SerializeToString()
+    # encode_raw of a payload's bytes: the Envelope message's bytes, empty payloads included
+    from google.protobuf import any_pb2
+
+    at = datetime(2026, 1, 1, 0, 0, 0, 250, tzinfo=UTC)
+    for payload in [events_pb2.EventCollected(), events_pb2.EventCollected(kind="track", properties_json="x" * 20000)]:
+        for event_id in ["", "e-1"]:
+            expected = envelope.Envelope(event_id=event_id, type="cdp.ingest.event.track", producer="ingest",
+                                         correlation_id=event_id)
+            expected.occurred_at.CopyFrom(envelope.ts(at))
+            expected.recorded_at.CopyFrom(envelope.ts(at))
+            any_ = any_pb2.Any()
+            any_.Pack(payload)
+            expected.payload.CopyFrom(any_)
+            assert envelope.encode_raw("cdp.ingest.event.track", envelope.type_url(payload),
+                                       payload.SerializeToString(), producer="ingest", event_id=event_id,
+                                       occurred_at=envelope.ts_fields(at), recorded_at=envelope.ts_fields(at)) == \
+                expected.SerializeToString()

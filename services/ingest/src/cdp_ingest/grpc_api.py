@@ -35,34 +35,30 @@ GRPC_NAMES = {
 
 def call_from_proto(kind: str, req, path: str = "") -> Call:
     c = req.common
-    # The kind's own fields go to the constructor with the common ones (one call, no
-    # attribute-by-attribute copies); timestamps are converted only when set.
+    # One positional constructor call with the kind's own fields (Call's field order: kind,
+    # message_id, user_id, anonymous_id, event, name, category, group_id, previous_id,
+    # properties, traits, context, integrations, timestamp, sent_at, identifiers, path,
+    # names); timestamps are converted only when set.
+    event = name = category = group_id = previous_id = ""
+    properties = traits = None
     if kind == "track":
-        own = {"event": req.event, "properties": req.properties_json}
+        event, properties = req.event, req.properties_json
     elif kind == "identify":
-        own = {"traits": req.traits_json}
-    elif kind in ("page", "screen"):
-        own = {"name": req.name, "category": req.category, "properties": req.properties_json}
+        traits = req.traits_json
+    elif kind == "page" or kind == "screen":
+        name, category, properties = req.name, req.category, req.properties_json
     elif kind == "group":
-        own = {"group_id": req.group_id, "traits": req.traits_json}
+        group_id, traits = req.group_id, req.traits_json
     elif kind == "alias":
-        own = {"previous_id": req.previous_id}
-    else:
-        own = {}
+        previous_id = req.previous_id
     ids = c.identifiers
     return Call(
-        kind,
-        c.message_id,
-        c.user_id,
-        c.anonymous_id,
-        context=c.context_json,
-        integrations=c.integrations_json,
-        timestamp=envelope.from_ts(c.timestamp) if c.HasField("timestamp") else None,
-        sent_at=envelope.from_ts(c.sent_at) if c.HasField("sent_at") else None,
-        identifiers=[(i.type, i.value) for i in ids] if ids else [],
-        path=path,
-        names=GRPC_NAMES,
-        **own,
+        kind, c.message_id, c.user_id, c.anonymous_id, event, name, category, group_id, previous_id,
+        properties, traits, c.context_json, c.integrations_json,
+        envelope.from_ts(c.timestamp) if c.HasField("timestamp") else None,
+        envelope.from_ts(c.sent_at) if c.HasField("sent_at") else None,
+        [(i.type, i.value) for i in ids] if ids else (),
+        path, GRPC_NAMES,
     )
 
 

@@ -14,7 +14,7 @@ import asyncio
 import json
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from datetime import datetime
 
 import asyncpg
@@ -27,7 +27,7 @@ from cdp_core.errors import CdpError, InvalidArgument
 from cdp_core.failed import JSON, Rejection, record_rejections
 from cdp_core.logs import get_logger
 
-from .domain.calls import Call, Source, accept, call_to_json
+from .domain.calls import EVENT_TYPE_URL, KINDS, Call, Source, accept, call_to_json
 from .domain.ratelimit import RateLimiter
 from .domain.tracking_plan import TrackingPlan, compile_plan
 
@@ -47,17 +47,34 @@ def subject_for(kind: str) -> str:
     return f"cdp.ingest.event.{kind}"
 
 
-@dataclass
+_SUBJECTS = {k: subject_for(k) for k in KINDS}
+_NO_VIOLATIONS: tuple[str, ...] = ()
+_NO_HEADERS: dict[str, str] = {}  # the bus reads an Outgoing's headers, never changes them
+
+
 class Outcome:
-    index: int
-    event_id: str = ""
-    error: str = ""
-    failed_event_id: int = 0
-    violations: list[str] = field(default_factory=list)
+    """What became of one call: its event id (and flagged violations), or why it was refused."""
+
+    __slots__ = ("index", "event_id", "error", "failed_event_id", "violations")
+
+    def __init__(self, index: int, event_id: str = "", error: str = "", failed_event_id: int = 0,
+                 violations: Sequence[str] = ()):
+        self.index, self.event_id, self.error, self.failed_event_id = index, event_id, error, failed_event_id
+        self.violations = violations  # flagged tracking-plan violations (a list, or () when none)
 
     @property
     def ok(self) -> bool:
         return not self.error
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Outcome):
+            return NotImplemented
+        return (self.index, self.event_id, self.error, self.failed_event_id, list(self.violations)) == \
+            (other.index, other.event_id, other.error, other.failed_event_id, list(other.violations))
+
+    def __repr__(self) -> str:
+        return (f"Outcome(index={self.index!r}, event_id={self.event_id!r}, error={self.error!r}, "
+                f"failed_event_id={self.failed_event_id!r}, violations={self.violations!r})")
 
 
 class Stats:
@@ -153,18 +170,18 @@ class Pipeline:
         for i, call in enumerate(calls):
             try:
                 a = accept(call, source, received_at)
-                violations = []
+                violations = _NO_VIOLATIONS
                 if plan is not None:
-                    violations, action = plan.check(a.event.kind, a.event.event, a.properties, a.traits)
-                    if violations:
-                        self.stats.violated(source.source_id, a.event.event or a.event.kind, violations, action)
+                    found, action = plan.check(a.kind, a.event_name, a.properties, a.traits)
+                    if found:
+                        self.stats.violated(source.source_id, a.event_name or a.kind, found, action)
                         if action == "block":
-                            raise InvalidArgument("; ".join(violations), field="tracking plan")
+                            raise InvalidArgument("; ".join(found), field="tracking plan")
                         if action == "flag":
-                            a.event.violations.extend(violations)
-                    violations = list(a.event.violations)
-                accepted.append(a)
-                outcomes.append(Outcome(i, event_id=a.event_id, violations=violations))
+                            violations = list(found)
+                # what the envelope needs (the parsed properties and traits are let go now)
+                accepted.append((a.event_id, a.kind, a.occurred_at, a.payload(violations)))
+                outcomes.append(Outcome(i, a.event_id, "", 0, violations))
             except InvalidArgument as e:
                 o = Outcome(i, error=str(e))
                 outcomes.append(o)
@@ -175,13 +192,14 @@ class Pipeline:
             recorded = envelope.ts_fields(envelope.now())
             last: tuple = (None, None)
             messages = []
-            for a in accepted:
-                subject = subject_for(a.event.kind)
-                if last[0] is not a.occurred_at:
-                    last = (a.occurred_at, envelope.ts_fields(a.occurred_at))
-                messages.append(Outgoing(subject, envelope.encode(subject, a.event, producer="ingest",
-                                                                  event_id=a.event_id, occurred_at=last[1],
-                                                                  recorded_at=recorded), a.event_id, {}))
+            append = messages.append
+            encode = envelope.encode_raw
+            for event_id, kind, occurred_at, payload in accepted:
+                subject = _SUBJECTS[kind]
+                if last[0] is not occurred_at:
+                    last = (occurred_at, envelope.ts_fields(occurred_at))
+                append(Outgoing(subject, encode(subject, EVENT_TYPE_URL, payload, producer="ingest", event_id=event_id,
+                                                occurred_at=last[1], recorded_at=recorded), event_id, _NO_HEADERS))
             await self.bus.publish_batch(messages)  # durable once this returns
         if rejected and record:
             ids = await record_rejections(self.pool, entry, source.source_id, [r for _, r in rejected])

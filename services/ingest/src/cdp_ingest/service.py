@@ -1,12 +1,15 @@
 """The ingest service: the front door and the writer of the log of record (CDP_INGEST).
 
 Options (environment): CDP_INGEST_RATE_LIMIT_PER_S — default events/s per write-key
-source (token bucket, 2 s of burst; 0 turns limiting off; a source may set its own).
+source (token bucket, 2 s of burst; 0 turns limiting off; a source may set its own);
+CDP_INGEST_GC_FREEZE (default 1) and CDP_INGEST_GC_THRESHOLD (default 5000) — how the
+garbage collector is tuned once the service started (see tune_gc; 0 leaves each as Python has it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 from pathlib import Path
 
@@ -21,6 +24,7 @@ from .pipeline import Pipeline
 from .sources import SourceRegistry
 
 DEFAULT_RATE_LIMIT_PER_S = "5000"
+DEFAULT_GC_THRESHOLD = "5000"
 
 
 def add_servicers(rt: Runtime, server) -> None:
@@ -39,6 +43,31 @@ async def on_start(rt: Runtime) -> None:
     await edge.start()
     rt.extras["http_edge"] = edge
     rt.extras["stats_task"] = asyncio.create_task(rt.extras["pipeline"].stats.run(stop), name="ingest-stats")
+    tune_gc(freeze=rt.settings.option("CDP_INGEST_GC_FREEZE", "1") != "0",
+            threshold=int(rt.settings.option("CDP_INGEST_GC_THRESHOLD", DEFAULT_GC_THRESHOLD)))
+
+
+def tune_gc(*, freeze: bool, threshold: int) -> None:
+    """The garbage collector, for a process whose requests allocate many short-lived objects
+    (HTTP bodies parsed into dicts and lists, a few thousand per batch request):
+
+    - freeze: what is alive once started (modules, servers, pools, caches) lives as long as
+      the process, so it is moved out of the collector's sight (gc.freeze); full collections
+      then walk only what requests allocate. Before this they walked every object of the
+      process and took about a fifth of its time under load.
+    - threshold: the youngest generation is collected every `threshold` allocations instead
+      of 700 (0 keeps Python's). At 700, a request's objects were promoted to the oldest
+      generation while still in use, and once requests queued (open loop, past the peak for
+      a moment) full collections walked every queued request, more often the longer the
+      queue: 4.3 of 12 s of CPU, and answers 3 s late at a rate it otherwise sustains. At
+      5000 they mostly die young; a young collection then takes about 0.6 ms.
+    """
+    gc.collect()
+    if freeze:
+        gc.freeze()
+    if threshold > 0:
+        _, older, oldest = gc.get_threshold()
+        gc.set_threshold(threshold, older, oldest)
 
 
 async def on_drain(rt: Runtime) -> None:

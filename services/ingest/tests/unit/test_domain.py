@@ -120,3 +120,42 @@ def test_segment_json_round_trip_and_batch_defaults():
     assert call_to_json(call)["properties"] == {"revenue": 9.5}
     with pytest.raises(InvalidArgument, match=r"^batch\[1\].type"):
         call_from_json({"type": "explode"}, path="batch[1]")
+
+
+def test_texts_orjson_would_misread_go_to_the_exact_parser():
+    """orjson reads integers beyond 64 bits as floats; such texts are parsed by json.loads, and
+    digit runs inside strings (hex ids) do not send a text there."""
+    import json
+    import random
+
+    import orjson
+
+    from cdp_ingest.domain.calls import may_hold_big_int
+
+    # conservative: 20 digits (19 after a minus) always go there, even when they would fit
+    assert may_hold_big_int(b'{"a": 18446744073709551616}') and not may_hold_big_int(b'{"a": 1844674407370955161}')
+    assert may_hold_big_int(b'[1,-9223372036854775809]') and not may_hold_big_int(b'[1,-922337203685477580]')
+    assert not may_hold_big_int(b'{"id": "3f12345678901234567890ab", "phone": "123456789012345678901"}')
+    rng = random.Random(1)
+
+    def value(depth=0):
+        c = rng.random()
+        if c < 0.3 and depth < 3:
+            return {str(rng.randrange(100)): value(depth + 1) for _ in range(rng.randrange(4))}
+        if c < 0.45 and depth < 3:
+            return [value(depth + 1) for _ in range(rng.randrange(4))]
+        if c < 0.6:
+            return rng.randrange(-10 ** rng.randrange(1, 25), 10 ** rng.randrange(1, 25))
+        if c < 0.7:
+            return rng.random() * 10 ** rng.randrange(-5, 25)
+        return "".join(rng.choice("0123456789:,[ -ab") for _ in range(rng.randrange(30)))
+
+    misread = 0
+    for _ in range(6000):
+        text = json.dumps(value(), indent=rng.choice([None, 1])).encode()
+        if repr(orjson.loads(text)) != repr(json.loads(text)):
+            assert may_hold_big_int(text), text
+            misread += 1
+    assert misread > 50
+    big = Call(kind="track", user_id="u", event="E", properties='{"n": -9849867083580040443}')
+    assert accept(big, SRC, NOW).properties == {"n": -9849867083580040443}
