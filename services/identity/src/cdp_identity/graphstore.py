@@ -276,21 +276,12 @@ def resolved_event(cause: envelope.Envelope, out: Outcome, profile_id: str,
     eid = envelope.derived_id("resolved", cause.event_id, rebuilt_by) if rebuilt_by else \
         envelope.derived_id("resolved", cause.event_id)
     env = envelope.make("cdp.identity.resolved", _EMPTY_RESOLVED, producer="identity", event_id=eid, cause=cause)
-    event = cause.payload.value
-    env.payload.value = b"\x0a" + _varint(len(event)) + event + rest  # field 1 (event), length-delimited
+    env.payload.value = envelope.pb_len(_EVENT_FIELD, cause.payload.value) + rest
     return env
 
 
 _EMPTY_RESOLVED = identity_events.IdentityResolved()
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
+_EVENT_FIELD = envelope.pb_key(1)  # IdentityResolved.event, length-delimited
 
 
 # --- rebuilds ------------------------------------------------------------------------------
