@@ -53,6 +53,9 @@ Key = tuple[str, str]
 NEW = "new"
 BLOCKED_MEMO_SIZE = 200_000  # identifiers whose blocked-or-not answer is remembered
 
+# Unlike values of every type: a regex matching all of them would block everything.
+_PROBES = ("u-1842", "ada.lovelace@example.com", "+34612345678", "5f0c2b9e-0a61-4c47-9a8e-2b1d5c7e9f30", "CRM-100201",
+           "Zz")
 _SETTINGS = ("limits", "priority", "blocked", "shared_max_profiles", "merge_protection")
 _BLOCK_KEYS = ("type", "value", "regex", "reason")
 
@@ -285,6 +288,10 @@ class Rules:
                     pattern = re.compile(r)
                 except re.error as e:
                     raise RulesError(f"is not a valid regular expression: {e}", field=f"{where}.regex") from None
+                if all(pattern.fullmatch(x) for x in _PROBES):
+                    scope = f"every {type_}" if type_ else "every identifier"
+                    raise RulesError(f"blocks {scope} (it matches any value): the rules would contradict "
+                                     "themselves; block specific values, or stop using the type", field=f"{where}.regex")
                 blocked.append(Block(where, type_, regex=pattern, reason=reason))
 
         return cls(types=types, limits=limits, priority=priority, blocked=tuple(blocked),

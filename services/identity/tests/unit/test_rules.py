@@ -84,6 +84,8 @@ def test_empty_rules_are_permissive():
     ({"shared_max_profiles": {"device_id": 0}}, "shared_max_profiles.device_id", "at least 1"),
     ({"merge_protection": ["user_id", "user_id"]}, "merge_protection[1]", "listed twice"),
     ({"merge_protection": ["nope"]}, "merge_protection[0]", "unknown identifier type"),
+    ({"blocked": [{"regex": ".*"}]}, "blocked[0].regex", "contradict"),
+    ({"blocked": [{"type": "email", "regex": "(?s).+"}]}, "blocked[0].regex", "blocks every email"),
 ])
 def test_validation_errors_name_the_field(data, field, message):
     with pytest.raises(RulesError, match=message) as e:
