@@ -11,8 +11,9 @@ from rich.console import Console
 
 from cdp_core.auth import KNOWN_SCOPES, issue_token
 
-from . import client, export, failed, identity, importer, profiles, render, sources, stack
+from . import accounts, client, export, failed, identity, importer, profiles, render, sources, stack
 from . import demo as demo_mod
+from . import traits as traits_mod
 
 TOKEN_HELP = "Bearer token (default: env CDP_TOKEN, else .cdp/token)."
 
@@ -140,7 +141,9 @@ cli.add_command(importer.import_group)
 cli.add_command(failed.failed_group)
 cli.add_command(identity.identity_group)
 cli.add_command(profiles.profile_group)
+cli.add_command(accounts.account_group)
 cli.add_command(export.export_group)
+cli.add_command(traits_mod.trait_group)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import click
@@ -356,3 +358,226 @@ def timeline_view(pid: str, merged: str, events: list[profile_pb2.TimelineEvent]
     t.caption = (f"the newest {limit} events; more with --limit" if more
                  else f"{len(events)} event{'s' if len(events) != 1 else ''}")
     return t
+
+
+# --- cdp profile access ----------------------------------------------------------------------------
+
+
+def trait_record(t: profile_pb2.Trait) -> dict[str, Any]:
+    return {"name": t.name, "value": render.trait_value(t.value_json), "updated_at": render.iso(t.updated_at),
+            "event_id": t.event_id or None, "source_id": t.source_id or None, "source_kind": t.source_kind or None}
+
+
+def person_record(p: profile_pb2.Person) -> dict[str, Any]:
+    """The person part of the access answer (everything but the events)."""
+    return {
+        "profile_id": p.profile_id,
+        "merged_profile_ids": list(p.merged_profile_ids),
+        "generated_at": render.iso(p.generated_at),
+        "identifiers": [{"type": i.type, "value": i.value} for i in p.identifiers],
+        "traits": [trait_record(t) for t in p.traits],
+        "computed": _json_or_none(p.computed_json) or {},
+        "event_count": p.event_count,
+        "first_seen": render.iso(p.first_seen),
+        "last_seen": render.iso(p.last_seen),
+        "accounts": [{"account_id": a.account_id, "first_linked_at": render.iso(a.first_linked_at),
+                      "last_linked_at": render.iso(a.last_linked_at)} for a in p.accounts],
+    }
+
+
+def write_person_data(f, lookup: profile_pb2.ProfileLookup, token: str) -> tuple[str, int]:
+    """Streams GetPersonData into `f` as one JSON object (the person's fields, then "events":
+    one event a line, oldest first), never holding the events in memory. (profile id, events)."""
+
+    async def go() -> tuple[str, int]:
+        req = profile_pb2.GetPersonDataRequest()
+        if lookup.WhichOneof("lookup") == "identifier":
+            req.identifier.CopyFrom(lookup.identifier)
+        else:
+            req.profile_id = lookup.profile_id
+        pid, n = "", 0
+        async with stub(SERVICE, profile_pb2_grpc.ProfileServiceStub, token) as s:
+            call = s.GetPersonData(req)
+            try:
+                async for part in call:
+                    if part.HasField("person"):
+                        pid = part.person.profile_id
+                        head = json.dumps(person_record(part.person), ensure_ascii=False)
+                        f.write(head[:-1] + ', "events": [')
+                    for e in part.events:
+                        f.write(("\n" if n == 0 else ",\n") + json.dumps(event_record(e), ensure_ascii=False))
+                        n += 1
+            finally:
+                call.cancel()
+        f.write("\n]}\n" if n else "]}\n")
+        f.flush()
+        return pid, n
+
+    try:
+        return asyncio.run(go())
+    except grpc.aio.AioRpcError as e:
+        raise _error(e, lookup) from None
+
+
+@profile_group.command("access")
+@click.argument("profile_id", required=False)
+@IDENTIFIER_OPTION
+@click.option("--email", help="Find the person by email.")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, allow_dash=True),
+              help="Write to this file (written beside it, then renamed when complete). Default: stdout.")
+@TOKEN_OPTION
+def access(profile_id, identifier, email, out_path: str | None, token_: str | None) -> None:
+    """Everything the profile service holds about a person, as one JSON document: the answer
+    to a GDPR / CCPA access request (GetPersonData).
+
+    The person: PROFILE_ID, --identifier TYPE:VALUE or --email (exactly one). The document:
+    profile_id, merged_profile_ids, generated_at, identifiers, traits (each with its value,
+    time, event and source), computed, event_count, first_seen, last_seen, accounts, and
+    events (every one, oldest first)."""
+    lookup = choose_lookup({"email": email}, identifier, ("PROFILE_ID", profile_id))
+    tok = client.resolve_token(token_)
+    err = Console(stderr=True, soft_wrap=True)
+    if out_path is None or out_path == "-":
+        try:
+            pid, n = write_person_data(sys.stdout, lookup, tok)
+        except BrokenPipeError:
+            from .export import quiet_broken_pipe
+
+            quiet_broken_pipe()
+        err.print(f"the data held about profile {escape(pid)}: {n} event{'s' if n != 1 else ''}")
+        return
+    target = Path(out_path)
+    part = target.with_name(f".{target.name}.{os.getpid()}.part")
+    try:
+        with open(part, "w", encoding="utf-8") as f:
+            pid, n = write_person_data(f, lookup, tok)
+        os.replace(part, target)
+    except OSError as e:
+        raise CliError(f"cannot write {out_path}: {e}") from None
+    finally:
+        part.unlink(missing_ok=True)
+    err.print(f"wrote the data held about profile {escape(pid)} ({n} event{'s' if n != 1 else ''}) "
+              f"to {escape(out_path)}")
+
+
+# --- cdp profile changes ----------------------------------------------------------------------------
+
+RECONNECT_FOR_S = 60.0  # how long `changes` keeps trying to resume after the service went away
+_RESUME = re.compile(r"from_sequence (\d+)")
+
+
+def change_record(c: profile_pb2.ProfileChange) -> dict[str, Any]:
+    return {"sequence": c.sequence, "event_id": c.event_id, "recorded_at": render.iso(c.recorded_at),
+            "profile_id": c.change.profile_id, "event_count": c.change.event_count,
+            "changed_traits": list(c.change.changed_traits),
+            "linked_account_ids": list(c.change.linked_account_ids), "cause_event_id": c.change.event_id or None}
+
+
+def change_line(c: profile_pb2.ProfileChange) -> str:
+    parts = [f"#{c.sequence}", render.iso(c.recorded_at) or "-", c.change.profile_id,
+             f"events={c.change.event_count}"]
+    if c.change.changed_traits:
+        parts.append("traits=" + ",".join(c.change.changed_traits))
+    if c.change.linked_account_ids:
+        parts.append("accounts+=" + ",".join(c.change.linked_account_ids))
+    return "  ".join(parts)
+
+
+def follow_changes(profile_ids: list[str], from_sequence: int | None, limit: int | None, token: str,
+                   on_change: Callable[[profile_pb2.ProfileChange], None],
+                   on_note: Callable[[str], None]) -> int:
+    """Follows StreamProfileChanges, handing each change to `on_change`, until `limit` changes,
+    or forever. When the service ends the stream (shutdown, restart) it resumes from the
+    sequence after the last one, for up to RECONNECT_FOR_S. Returns the changes seen."""
+
+    async def go() -> int:
+        n, resume = 0, from_sequence
+        lost_at: float | None = None
+        loop = asyncio.get_running_loop()
+        while True:
+            req = profile_pb2.StreamProfileChangesRequest(profile_ids=profile_ids)
+            if resume is not None:
+                req.from_sequence = resume
+            else:
+                req.from_now = True
+            async with stub(SERVICE, profile_pb2_grpc.ProfileServiceStub, token) as s:
+                call = s.StreamProfileChanges(req)
+                try:
+                    async for c in call:
+                        lost_at = None
+                        resume = c.sequence + 1
+                        on_change(c)
+                        n += 1
+                        if limit is not None and n >= limit:
+                            return n
+                    return n  # the server ended the stream
+                except grpc.aio.AioRpcError as e:
+                    if e.code() != grpc.StatusCode.UNAVAILABLE or (n == 0 and lost_at is None
+                                                                   and "shutting down" not in (e.details() or "")):
+                        raise
+                    m = _RESUME.search(e.details() or "")
+                    if resume is None and m:
+                        resume = int(m.group(1))
+                    if lost_at is None:
+                        lost_at = loop.time()
+                        on_note(f"the profile service went away ({e.details()}); resuming"
+                                + (f" from sequence {resume}" if resume else ""))
+                    elif loop.time() - lost_at > RECONNECT_FOR_S:
+                        raise
+                finally:
+                    call.cancel()
+            await asyncio.sleep(1.0)
+
+    try:
+        return asyncio.run(go())
+    except grpc.aio.AioRpcError as e:
+        if e.code() == grpc.StatusCode.INVALID_ARGUMENT:
+            raise CliError(_said_changes(e.details() or "refused")) from None
+        if e.code() == grpc.StatusCode.UNIMPLEMENTED:
+            raise CliError(f"the profile service at {client.service_addr(SERVICE)} does not serve this call "
+                           "(an older version?)") from None
+        raise rpc_error(SERVICE, e) from None
+
+
+def _said_changes(details: str) -> str:
+    field, sep, rest = details.partition(": ")
+    base = field.split("[")[0]
+    words = {"profile_ids": "--profile", "from_sequence": "--from-sequence"}
+    return f"{words[base]}: {rest}" if sep and base in words else details
+
+
+@profile_group.command("changes")
+@click.option("--profile", "profile_ids", multiple=True, metavar="PROFILE_ID",
+              help="Only changes of this profile (repeatable). Default: every profile.")
+@click.option("--from-sequence", type=click.IntRange(min=1),
+              help="Start at this CDP_PROFILE stream sequence (1: all history kept). Default: from now.")
+@click.option("--limit", type=click.IntRange(min=1), help="Stop after this many changes. Default: follow until Ctrl-C.")
+@click.option("--jsonl", "as_jsonl", is_flag=True, help="One JSON object per change a line.")
+@TOKEN_OPTION
+def changes(profile_ids, from_sequence: int | None, limit: int | None, as_jsonl: bool, token_: str | None) -> None:
+    """Follow profile changes as they happen (StreamProfileChanges), until Ctrl-C.
+
+    Each change: its stream sequence, when it was recorded, the profile, its event count, the
+    traits the event changed and the accounts it linked the profile to. If the service
+    restarts, following resumes after the last change shown."""
+    for i, pid in enumerate(profile_ids):
+        if not pid.strip():
+            raise click.BadParameter("must not be empty", param_hint=f"--profile (#{i + 1})")
+    tok = client.resolve_token(token_)
+    err = Console(stderr=True, soft_wrap=True)
+
+    def show(c: profile_pb2.ProfileChange) -> None:
+        if as_jsonl:
+            sys.stdout.write(json.dumps(change_record(c), ensure_ascii=False, separators=(",", ":")) + "\n")
+        else:
+            sys.stdout.write(change_line(c) + "\n")
+        sys.stdout.flush()
+
+    try:
+        follow_changes(list(profile_ids), from_sequence, limit, tok, show, lambda note: err.print(escape(note)))
+    except KeyboardInterrupt:
+        return
+    except BrokenPipeError:
+        from .export import quiet_broken_pipe
+
+        quiet_broken_pipe()

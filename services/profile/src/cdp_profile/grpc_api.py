@@ -2,23 +2,37 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+from nats.js import api as js_api
 
 from cdp.common.v1 import identifier_pb2
+from cdp.profile.v1 import events_pb2 as profile_events
 from cdp.profile.v1 import profile_pb2, profile_pb2_grpc
 from cdp_core import envelope
-from cdp_core.errors import InvalidArgument, NotFound
+from cdp_core.bus import Bus, stream_name
+from cdp_core.errors import InvalidArgument, NotFound, Unavailable
+from cdp_core.logs import get_logger
 
+from . import accounts
 from . import queries as q
+from .declared_store import COMPUTED_SQL
+
+log = get_logger(__name__)
 
 SERVICE = "cdp.profile.v1.ProfileService"
-METHODS = ("GetProfile", "BatchGetProfiles", "SearchProfiles", "GetTimeline", "ExportProfiles")
+METHODS = ("GetProfile", "BatchGetProfiles", "SearchProfiles", "GetTimeline", "ExportProfiles", "GetAccount",
+           "StreamProfileChanges", "GetPersonData")
 SCOPES = {f"/{SERVICE}/{m}": "profiles:read" for m in METHODS}
 KINDS = ("track", "identify", "page", "screen", "group", "alias")
 EXPORT_CHUNK = 500
+PERSON_EVENTS_CHUNK = 500  # events per GetPersonData message
+CHANGES_SUBJECT = "cdp.profile.changed"
+CHANGES_STREAM = stream_name("profile")
+MAX_ACCOUNT_ID = 512  # as ingest limits groupId
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 LIVE = "merged_into IS NULL AND event_count > 0"  # a profile that exists and is no one's alias
 
@@ -100,24 +114,38 @@ async def load_profiles(conn: asyncpg.Connection, pids: list[str], mask: q.Mask)
                                   "WHERE profile_id = ANY($1::text[]) ORDER BY profile_id, type, value", live):
             out[r[0]].identifiers.append(identifier_pb2.Identifier(type=r[1], value=r[2]))
     if mask.has("traits"):
-        sql = ("SELECT profile_id, name, value::text, updated_at, event_id FROM profile_traits "
-               "WHERE profile_id = ANY($1::text[])")
+        sql = ("SELECT t.profile_id, t.name, t.value::text, t.updated_at, t.event_id, e.source_id, e.source_kind "
+               "FROM profile_traits t LEFT JOIN profile_events e ON e.event_id = t.event_id "
+               "WHERE t.profile_id = ANY($1::text[])")
         args: list = [live]
         if mask.trait_names is not None:
-            sql += " AND name = ANY($2::text[])"
+            sql += " AND t.name = ANY($2::text[])"
             args.append(sorted(mask.trait_names))
-        for r in await conn.fetch(sql + " ORDER BY profile_id, name", *args):
-            out[r[0]].traits.append(profile_pb2.Trait(name=r[1], value_json=_json_text(r[2]),
-                                                      updated_at=envelope.ts(r[3]), event_id=r[4]))
+        for r in await conn.fetch(sql + " ORDER BY t.profile_id, t.name", *args):
+            out[r[0]].traits.append(_trait(*r[1:]))
     if mask.has("merged_profile_ids"):
         for r in await conn.fetch("SELECT merged_into, profile_id FROM profiles WHERE merged_into = ANY($1::text[]) "
                                   "ORDER BY merged_into, profile_id", live):
             out[r[0]].merged_profile_ids.append(r[1])
+    if mask.has("account_ids"):
+        for pid, ids in (await accounts.account_ids_of(conn, live)).items():
+            out[pid].account_ids.extend(ids)
     if mask.has("computed_json"):
-        for pid, value in await conn.fetch("SELECT profile_id, computed::text FROM profile_computed "
-                                           "WHERE profile_id = ANY($1::text[])", live):
+        for pid, value in await conn.fetch(COMPUTED_SQL, live):  # built-in + "declared" (declared_store.py)
             out[pid].computed_json = value
     return out
+
+
+def _trait(name: str, value: str, updated_at: datetime, event_id: str, source_id: str | None = None,
+           source_kind: str | None = None) -> profile_pb2.Trait:
+    return profile_pb2.Trait(name=name, value_json=_json_text(value), updated_at=envelope.ts(updated_at),
+                             event_id=event_id, source_id=source_id or "", source_kind=source_kind or "")
+
+
+def _not_found(lookup: tuple[str, str, str]) -> NotFound:
+    if lookup[0] == "identifier":
+        return NotFound("no profile has this identifier", field="identifier")
+    return NotFound("no such profile", field="profile_id")
 
 
 def _timeline_event(r: asyncpg.Record) -> profile_pb2.TimelineEvent:
@@ -133,8 +161,15 @@ def _timeline_event(r: asyncpg.Record) -> profile_pb2.TimelineEvent:
 
 
 class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
-    def __init__(self, pool: asyncpg.Pool):
+    def __init__(self, pool: asyncpg.Pool, bus: Bus | None = None):
         self.pool = pool
+        self.bus = bus  # StreamProfileChanges reads CDP_PROFILE through it
+        self.closing = asyncio.Event()  # set at shutdown: change streams end
+
+    def close(self) -> None:
+        """Shutdown has begun: every StreamProfileChanges call ends (UNAVAILABLE, with the
+        sequence to resume from) instead of holding the server's grace period."""
+        self.closing.set()
 
     async def GetProfile(self, request: profile_pb2.GetProfileRequest, context) -> profile_pb2.GetProfileResponse:
         lookup = q.lookup_of(request)
@@ -258,3 +293,116 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
                 for pid in ids:
                     yield profiles[pid]
                 after = ids[-1]
+
+    async def GetAccount(self, request: profile_pb2.GetAccountRequest, context) -> profile_pb2.GetAccountResponse:
+        account_id = request.account_id
+        if not account_id.strip():
+            raise InvalidArgument("must not be empty", field="account_id")
+        if len(account_id) > MAX_ACCOUNT_ID:
+            raise InvalidArgument(f"must be at most {MAX_ACCOUNT_ID} characters", field="account_id")
+        size = q.page_size(request.page_size)
+        fp = q.fingerprint("account", account_id)
+        after = q.decode_token(request.page_token, fp, 1)
+        if after is not None and not isinstance(after[0], str):
+            raise InvalidArgument("is not a token this service issued", field="page_token")
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            got = await accounts.load_account(conn, account_id, size, after[0] if after else "")
+        if got is None:
+            raise NotFound("no such account (no group call named it)", field="account_id")
+        head, figures = got["head"], got["figures"]
+        account = profile_pb2.Account(
+            account_id=head["account_id"], traits=[_trait(*r) for r in got["traits"]],
+            first_seen=envelope.ts(head["first_seen"]), last_seen=envelope.ts(head["last_seen"]),
+            user_count=figures["users"], revenue_total=float(figures["revenue_total"]), order_count=figures["orders"])
+        if figures["last_activity_at"] is not None:
+            account.last_activity_at.CopyFrom(envelope.ts(figures["last_activity_at"]))
+        out = profile_pb2.GetAccountResponse(account=account, users=[profile_pb2.AccountUser(
+            profile_id=r["profile_id"], first_linked_at=envelope.ts(r["first_linked_at"]),
+            last_linked_at=envelope.ts(r["last_linked_at"])) for r in got["users"]])
+        if got["more"]:
+            out.next_page_token = q.encode_token(fp, got["users"][-1]["profile_id"])
+        return out
+
+    async def StreamProfileChanges(self, request: profile_pb2.StreamProfileChangesRequest, context):
+        """cdp.profile.changed as they are stored in CDP_PROFILE, through an ephemeral ordered
+        consumer (push, flow control, heartbeats; nats-py recreates it from the last sequence
+        on a gap). Filtering by profile is done here: the subject does not carry the id."""
+        wanted = set(q.profile_ids(request.profile_ids))
+        config = js_api.ConsumerConfig(deliver_policy=js_api.DeliverPolicy.NEW)
+        if request.WhichOneof("start") == "from_sequence":
+            if request.from_sequence < 1:
+                raise InvalidArgument("must be at least 1 (the stream's first sequence)", field="from_sequence")
+            config = js_api.ConsumerConfig(deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE,
+                                           opt_start_seq=request.from_sequence)
+        if self.bus is None or self.closing.is_set():
+            raise Unavailable("the profile service is shutting down; call again")
+        sub = await self.bus.js.subscribe(CHANGES_SUBJECT, stream=CHANGES_STREAM, ordered_consumer=True,
+                                          config=config, inactive_threshold=30)
+        stop = asyncio.ensure_future(self.closing.wait())
+        nxt: asyncio.Future | None = None
+        last = (request.from_sequence - 1) if request.WhichOneof("start") == "from_sequence" else 0
+        try:
+            while True:
+                nxt = asyncio.ensure_future(sub.next_msg(timeout=None))
+                await asyncio.wait({nxt, stop}, return_when=asyncio.FIRST_COMPLETED)
+                if not nxt.done():
+                    hint = f" from_sequence {last + 1}" if last else " from_sequence as the last one received + 1"
+                    raise Unavailable(f"the profile service is shutting down; resume with{hint}")
+                msg, nxt = nxt.result(), None
+                seq = msg.metadata.sequence.stream
+                if seq <= last:  # redelivered after the ordered consumer was recreated
+                    continue
+                last = seq
+                try:
+                    env = envelope.decode(msg.data)
+                    change = envelope.unpack(env, profile_events.ProfileChanged)
+                except Exception as e:  # noqa: BLE001 - a foreign message on the subject is skipped, not fatal
+                    log.warning("not a profile change; skipped", sequence=seq, error=str(e)[:200])
+                    continue
+                if wanted and change.profile_id not in wanted:
+                    continue
+                yield profile_pb2.ProfileChange(sequence=seq, event_id=env.event_id, recorded_at=env.recorded_at,
+                                                change=change)
+        finally:
+            stop.cancel()
+            if nxt is not None:
+                nxt.cancel()
+            try:
+                await sub.unsubscribe()
+                # the server would drop the ephemeral consumer after inactive_threshold; now is better
+                await self.bus.js.delete_consumer(CHANGES_STREAM, sub._consumer)
+            except Exception as e:  # noqa: BLE001 - the connection may be closing already
+                log.debug("change stream unsubscribe failed", error=repr(e)[:200])
+
+    async def GetPersonData(self, request: profile_pb2.GetPersonDataRequest, context):
+        """The access answer (GDPR art. 15, CCPA right to know): one REPEATABLE READ snapshot,
+        the person first, then every event oldest first in chunks."""
+        lookup = q.lookup_of(request)
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            found = (await resolve(conn, [lookup]))[0]
+            profile = (await load_profiles(conn, [found.profile_id], q.ALL)).get(found.profile_id) if found else None
+            if profile is None:
+                raise _not_found(lookup)
+            person = profile_pb2.Person(
+                profile_id=profile.profile_id, merged_profile_ids=profile.merged_profile_ids,
+                identifiers=profile.identifiers, traits=profile.traits, computed_json=profile.computed_json,
+                event_count=profile.event_count, generated_at=envelope.ts(envelope.now()),
+                accounts=[profile_pb2.AccountMembership(
+                    account_id=r["account_id"], first_linked_at=envelope.ts(r["first_linked_at"]),
+                    last_linked_at=envelope.ts(r["last_linked_at"]))
+                    for r in await accounts.memberships_of(conn, profile.profile_id)])
+            if profile.HasField("first_seen"):
+                person.first_seen.CopyFrom(profile.first_seen)
+                person.last_seen.CopyFrom(profile.last_seen)
+            yield profile_pb2.PersonDataPart(person=person)
+            sql = ("SELECT event_id, kind, event_name, source_id, source_kind, channel, properties::text AS properties, "
+                   "traits::text AS traits, context::text AS context, occurred_at, received_at FROM profile_events "
+                   "WHERE profile_id = $1 AND ($2::timestamptz IS NULL OR (occurred_at, event_id) > ($2, $3)) "
+                   "ORDER BY occurred_at, event_id LIMIT $4")
+            after: tuple = (None, "")
+            while True:
+                rows = await conn.fetch(sql, profile.profile_id, after[0], after[1], PERSON_EVENTS_CHUNK)
+                if not rows:
+                    return
+                yield profile_pb2.PersonDataPart(events=[_timeline_event(r) for r in rows])
+                after = (rows[-1]["occurred_at"], rows[-1]["event_id"])

@@ -19,7 +19,8 @@ from cdp_core import envelope
 from cdp_core.consumer import Delivery, Projection, handles
 from cdp_core.outbox import OutboxWriter
 
-from . import computed
+from . import accounts, computed
+from .declared_store import recompute_declared
 from .queries import channel_of, pg_json
 
 UPSERT_TRAITS = """
@@ -117,6 +118,8 @@ class ProfileProjection(Projection):
         for (event_id, pid, occurred), (_, r) in zip(events, rs, strict=True):
             for i in r.identifiers:
                 identifiers[(i.type, i.value)] = pid
+            if r.event.kind == "group":  # a group call's traits are the account's (accounts.py)
+                continue
             for name, value in traits_of(r.event.traits_json).items():
                 candidate = (occurred, event_id, pg_json(json.dumps(value)))
                 if (pid, name) not in winners or candidate[:2] > winners[(pid, name)][:2]:
@@ -134,17 +137,23 @@ class ProfileProjection(Projection):
             changed = {(row[0], row[1]) for row in await conn.fetch(
                 UPSERT_TRAITS, [k[0] for k in keys], [k[1] for k in keys], [winners[k][2] for k in keys],
                 [winners[k][0] for k in keys], [winners[k][1] for k in keys])}
+        linked = await accounts.apply_group_calls(conn, [
+            (r.event.group_id, pid, occurred, event_id, r.event.traits_json)
+            for (event_id, pid, occurred), (_, r) in zip(events, rs, strict=True)
+            if r.event.kind == "group" and r.event.group_id])
         await recompute(conn, set(figures))
         seen: set[str] = set()
-        for (event_id, pid, _), (d, _r) in zip(events, rs, strict=True):
+        for (event_id, pid, _), (d, r) in zip(events, rs, strict=True):
             mine = sorted(n for (p, n) in changed if p == pid and winners[(p, n)][1] == event_id)
             first = event_id not in seen
             seen.add(event_id)
-            if first or mine:
+            joined = [r.event.group_id] if (r.event.group_id, pid) in linked else []
+            linked.discard((r.event.group_id, pid))
+            if first or mine or joined:
                 outbox.add(envelope.make(
                     "cdp.profile.changed",
                     profile_events.ProfileChanged(profile_id=pid, changed_traits=mine, event_count=counts[pid],
-                                                  event_id=event_id),
+                                                  event_id=event_id, linked_account_ids=joined),
                     producer="profile",
                     event_id=envelope.derived_id("profile.changed", d.envelope.event_id),
                     cause=d.envelope,
@@ -177,6 +186,7 @@ class ProfileProjection(Projection):
             "SET value = excluded.value, updated_at = excluded.updated_at, event_id = excluded.event_id "
             "WHERE (excluded.updated_at, excluded.event_id) > (t.updated_at, t.event_id)", survivor, merged)
         await conn.execute("DELETE FROM profile_traits WHERE profile_id = $1", merged)
+        await accounts.move_memberships(conn, survivor, merged)
         # Figures are recomputed from the moved rows, not added up.
         count = await conn.fetchval(
             "UPDATE profiles p SET event_count = s.n, first_seen = s.first, last_seen = s.last "
@@ -214,6 +224,7 @@ async def forget_profiles(conn: asyncpg.Connection, ids: set[str]) -> None:
         "SELECT profile_id FROM profiles WHERE merged_into = ANY($1::text[])", sorted(ids))}
     for table in ("profile_events", "profile_traits", "profile_identifiers", "profile_computed", "profiles"):
         await conn.execute(f"DELETE FROM {table} WHERE profile_id = ANY($1::text[])", sorted(ids))
+    await accounts.drop_memberships(conn, sorted(ids))
 
 
 async def recompute(conn: asyncpg.Connection, pids: set[str]) -> None:
@@ -240,6 +251,7 @@ async def recompute(conn: asyncpg.Connection, pids: set[str]) -> None:
             "INSERT INTO profile_computed (profile_id, computed, as_of) "
             "SELECT * FROM unnest($1::text[], $2::jsonb[], $3::timestamptz[]) ON CONFLICT (profile_id) DO UPDATE "
             "SET computed = excluded.computed, as_of = excluded.as_of", ids, values, as_of)
+    await recompute_declared(conn, pids)  # declared computed traits (declared_store.py)
 
 
 def _obj(text: str | None) -> dict:

@@ -178,6 +178,19 @@ def lookup_of(msg, *, field: str = "") -> tuple[str, str, str]:
     raise InvalidArgument("give profile_id or identifier", field=f"{pre}lookup" if pre else "lookup")
 
 
+def profile_ids(ids, *, field: str = "profile_ids") -> list[str]:
+    """A list of profile ids (at most MAX_BATCH, none empty), refused naming `field[i]`."""
+    ids = list(ids)
+    if len(ids) > MAX_BATCH:
+        raise InvalidArgument(f"at most {MAX_BATCH} profile ids", field=field)
+    for i, pid in enumerate(ids):
+        if not pid.strip():
+            raise InvalidArgument("must not be empty", field=f"{field}[{i}]")
+        if len(pid) > MAX_IDENTIFIER_VALUE:
+            raise InvalidArgument(f"must be at most {MAX_IDENTIFIER_VALUE} characters", field=f"{field}[{i}]")
+    return [pid.strip() for pid in ids]
+
+
 # --- trait filters ------------------------------------------------------------------------------
 
 

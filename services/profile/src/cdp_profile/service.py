@@ -7,20 +7,30 @@ from pathlib import Path
 from cdp.profile.v1 import profile_pb2_grpc
 from cdp_core.service import Runtime, ServiceSpec
 
+from . import traits_api
 from .grpc_api import SCOPES, SERVICE, ProfileServicer
 from .projection import ProfileProjection
 
 
 def add_servicers(rt: Runtime, server) -> None:
-    profile_pb2_grpc.add_ProfileServiceServicer_to_server(ProfileServicer(rt.pool), server)
+    servicer = rt.extras["servicer"] = ProfileServicer(rt.pool, rt.bus)
+    profile_pb2_grpc.add_ProfileServiceServicer_to_server(servicer, server)
+    traits_api.add_to_server(rt, server)  # TraitService (declared computed traits)
+
+
+async def on_drain(rt: Runtime) -> None:
+    rt.extras["servicer"].close()  # change streams end now, not at the end of the grace period
 
 
 SPEC = ServiceSpec(
     name="profile",
-    grpc_services=[SERVICE],
-    scopes=SCOPES,
+    grpc_services=[SERVICE, traits_api.SERVICE],
+    scopes={**SCOPES, **traits_api.SCOPES},
     add_servicers=add_servicers,
     migrations=Path(__file__).parent / "migrations",
     consumes=["identity"],
     projections=lambda rt: [ProfileProjection()],
+    on_drain=on_drain,
+    on_start=traits_api.on_start,  # the declared traits' backfiller
+    on_stop=traits_api.on_stop,
 )

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63\x64p/profile/v1/events.proto\x12\x0e\x63\x64p.profile.v1\"c\n\x0eProfileChanged\x12\x12\n\nprofile_id\x18\x01 \x01(\t\x12\x16\n\x0e\x63hanged_traits\x18\x02 \x03(\t\x12\x13\n\x0b\x65vent_count\x18\x03 \x01(\x03\x12\x10\n\x08\x65vent_id\x18\x04 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63\x64p/profile/v1/events.proto\x12\x0e\x63\x64p.profile.v1\"\x7f\n\x0eProfileChanged\x12\x12\n\nprofile_id\x18\x01 \x01(\t\x12\x16\n\x0e\x63hanged_traits\x18\x02 \x03(\t\x12\x13\n\x0b\x65vent_count\x18\x03 \x01(\x03\x12\x10\n\x08\x65vent_id\x18\x04 \x01(\t\x12\x1a\n\x12linked_account_ids\x18\x05 \x03(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,5 +32,5 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cdp.profile.v1.events_pb2',
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PROFILECHANGED']._serialized_start=47
-  _globals['_PROFILECHANGED']._serialized_end=146
+  _globals['_PROFILECHANGED']._serialized_end=174
 # @@protoc_insertion_point(module_scope)

@@ -23,49 +23,70 @@ _sym_db = _symbol_database.Default()
 
 
 from cdp.common.v1 import identifier_pb2 as cdp_dot_common_dot_v1_dot_identifier__pb2
+from cdp.profile.v1 import events_pb2 as cdp_dot_profile_dot_v1_dot_events__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63\x64p/profile/v1/profile.proto\x12\x0e\x63\x64p.profile.v1\x1a\x1e\x63\x64p/common/v1/identifier.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"`\n\rProfileLookup\x12\x14\n\nprofile_id\x18\x01 \x01(\tH\x00\x12/\n\nidentifier\x18\x02 \x01(\x0b\x32\x19.cdp.common.v1.IdentifierH\x00\x42\x08\n\x06lookup\"\x94\x01\n\x11GetProfileRequest\x12\x14\n\nprofile_id\x18\x01 \x01(\tH\x00\x12/\n\nidentifier\x18\x02 \x01(\x0b\x32\x19.cdp.common.v1.IdentifierH\x00\x12.\n\nfield_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x08\n\x06lookup\"k\n\x05Trait\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nvalue_json\x18\x02 \x01(\t\x12.\n\nupdated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x65vent_id\x18\x04 \x01(\t\"\x9b\x02\n\x07Profile\x12\x12\n\nprofile_id\x18\x01 \x01(\t\x12.\n\x0bidentifiers\x18\x02 \x03(\x0b\x32\x19.cdp.common.v1.Identifier\x12%\n\x06traits\x18\x03 \x03(\x0b\x32\x15.cdp.profile.v1.Trait\x12\x13\n\x0b\x65vent_count\x18\x04 \x01(\x03\x12.\n\nfirst_seen\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tlast_seen\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x12merged_profile_ids\x18\x07 \x03(\t\x12\x15\n\rcomputed_json\x18\x08 \x01(\t\"Y\n\x12GetProfileResponse\x12(\n\x07profile\x18\x01 \x01(\x0b\x32\x17.cdp.profile.v1.Profile\x12\x19\n\x11merged_profile_id\x18\x02 \x01(\t\"y\n\x17\x42\x61tchGetProfilesRequest\x12.\n\x07lookups\x18\x01 \x03(\x0b\x32\x1d.cdp.profile.v1.ProfileLookup\x12.\n\nfield_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"\x93\x01\n\x0e\x42\x61tchGetResult\x12-\n\x06lookup\x18\x01 \x01(\x0b\x32\x1d.cdp.profile.v1.ProfileLookup\x12\r\n\x05\x66ound\x18\x02 \x01(\x08\x12(\n\x07profile\x18\x03 \x01(\x0b\x32\x17.cdp.profile.v1.Profile\x12\x19\n\x11merged_profile_id\x18\x04 \x01(\t\"K\n\x18\x42\x61tchGetProfilesResponse\x12/\n\x07results\x18\x01 \x03(\x0b\x32\x1e.cdp.profile.v1.BatchGetResult\"\xab\x01\n\x0bTraitFilter\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\x0b\x65quals_json\x18\x02 \x01(\tH\x00\x12\x10\n\x06\x65xists\x18\x03 \x01(\x08H\x00\x12\x12\n\x08\x63ontains\x18\x04 \x01(\tH\x00\x12\x15\n\x0bstarts_with\x18\x05 \x01(\tH\x00\x12-\n\x06number\x18\x06 \x01(\x0b\x32\x1b.cdp.profile.v1.NumberRangeH\x00\x42\x0b\n\tcondition\"q\n\x0bNumberRange\x12\x0f\n\x02gt\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x10\n\x03gte\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x0f\n\x02lt\x18\x03 \x01(\x01H\x02\x88\x01\x01\x12\x10\n\x03lte\x18\x04 \x01(\x01H\x03\x88\x01\x01\x42\x05\n\x03_gtB\x06\n\x04_gteB\x05\n\x03_ltB\x06\n\x04_lte\"\x9c\x01\n\x15SearchProfilesRequest\x12,\n\x07\x66ilters\x18\x01 \x03(\x0b\x32\x1b.cdp.profile.v1.TraitFilter\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12.\n\nfield_mask\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"\\\n\x16SearchProfilesResponse\x12)\n\x08profiles\x18\x01 \x03(\x0b\x32\x17.cdp.profile.v1.Profile\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x86\x02\n\x12GetTimelineRequest\x12\x14\n\nprofile_id\x18\x01 \x01(\tH\x00\x12/\n\nidentifier\x18\x02 \x01(\x0b\x32\x19.cdp.common.v1.IdentifierH\x00\x12\r\n\x05kinds\x18\x03 \x03(\t\x12\x13\n\x0b\x65vent_names\x18\x04 \x03(\t\x12)\n\x05since\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x07 \x01(\x05\x12\x12\n\npage_token\x18\x08 \x01(\tB\x08\n\x06lookup\"\x9d\x02\n\rTimelineEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\r\n\x05\x65vent\x18\x03 \x01(\t\x12\x11\n\tsource_id\x18\x04 \x01(\t\x12\x13\n\x0bsource_kind\x18\x05 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x06 \x01(\t\x12\x17\n\x0fproperties_json\x18\x07 \x01(\t\x12\x13\n\x0btraits_json\x18\x08 \x01(\t\x12\x14\n\x0c\x63ontext_json\x18\t \x01(\t\x12/\n\x0boccurred_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0breceived_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8c\x01\n\x13GetTimelineResponse\x12\x12\n\nprofile_id\x18\x01 \x01(\t\x12\x19\n\x11merged_profile_id\x18\x02 \x01(\t\x12-\n\x06\x65vents\x18\x03 \x03(\x0b\x32\x1d.cdp.profile.v1.TimelineEvent\x12\x17\n\x0fnext_page_token\x18\x04 \x01(\t\"G\n\x15\x45xportProfilesRequest\x12.\n\nfield_mask\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.FieldMask2\xd9\x03\n\x0eProfileService\x12S\n\nGetProfile\x12!.cdp.profile.v1.GetProfileRequest\x1a\".cdp.profile.v1.GetProfileResponse\x12\x65\n\x10\x42\x61tchGetProfiles\x12\'.cdp.profile.v1.BatchGetProfilesRequest\x1a(.cdp.profile.v1.BatchGetProfilesResponse\x12_\n\x0eSearchProfiles\x12%.cdp.profile.v1.SearchProfilesRequest\x1a&.cdp.profile.v1.SearchProfilesResponse\x12V\n\x0bGetTimeline\x12\".cdp.profile.v1.GetTimelineRequest\x1a#.cdp.profile.v1.GetTimelineResponse\x12R\n\x0e\x45xportProfiles\x12%.cdp.profile.v1.ExportProfilesRequest\x1a\x17.cdp.profile.v1.Profile0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63\x64p/profile/v1/profile.proto\x12\x0e\x63\x64p.profile.v1\x1a\x1e\x63\x64p/common/v1/identifier.proto\x1a\x1b\x63\x64p/profile/v1/events.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"`\n\rProfileLookup\x12\x14\n\nprofile_id\x18\x01 \x01(\tH\x00\x12/\n\nidentifier\x18\x02 \x01(\x0b\x32\x19.cdp.common.v1.IdentifierH\x00\x42\x08\n\x06lookup\"\x94\x01\n\x11GetProfileRequest\x12\x14\n\nprofile_id\x18\x01 \x01(\tH\x00\x12/\n\nidentifier\x18\x02 \x01(\x0b\x32\x19.cdp.common.v1.IdentifierH\x00\x12.\n\nfield_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x08\n\x06lookup\"\x93\x01\n\x05Trait\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nvalue_json\x18\x02 \x01(\t\x12.\n\nupdated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x65vent_id\x18\x04 \x01(\t\x12\x11\n\tsource_id\x18\x05 \x01(\t\x12\x13\n\x0bsource_kind\x18\x06 \x01(\t\"\xb0\x02\n\x07Profile\x12\x12\n\nprofile_id\x18\x01 \x01(\t\x12.\n\x0bidentifiers\x18\x02 \x03(\x0b\x32\x19.cdp.common.v1.Identifier\x12%\n\x06traits\x18\x03 \x03(\x0b\x32\x15.cdp.profile.v1.Trait\x12\x13\n\x0b\x65vent_count\x18\x04 \x01(\x03\x12.\n\nfirst_seen\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tlast_seen\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x12merged_profile_ids\x18\x07 \x03(\t\x12\x15\n\rcomputed_json\x18\x08 \x01(\t\x12\x13\n\x0b\x61\x63\x63ount_ids\x18\t \x03(\t\"Y\n\x12GetProfileResponse\x12(\n\x07profile\x18\x01 \x01(\x0b\x32\x17.cdp.profile.v1.Profile\x12\x19\n\x11merged_profile_id\x18\x02 \x01(\t\"y\n\x17\x42\x61tchGetProfilesRequest\x12.\n\x07lookups\x18\x01 \x03(\x0b\x32\x1d.cdp.profile.v1.ProfileLookup\x12.\n\nfield_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"\x93\x01\n\x0e\x42\x61tchGetResult\x12-\n\x06lookup\x18\x01 \x01(\x0b\x32\x1d.cdp.profile.v1.ProfileLookup\x12\r\n\x05\x66ound\x18\x02 \x01(\x08\x12(\n\x07profile\x18\x03 \x01(\x0b\x32\x17.cdp.profile.v1.Profile\x12\x19\n\x11merged_profile_id\x18\x04 \x01(\t\"K\n\x18\x42\x61tchGetProfilesResponse\x12/\n\x07results\x18\x01 \x03(\x0b\x32\x1e.cdp.profile.v1.BatchGetResult\"\xab\x01\n\x0bTraitFilter\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\x0b\x65quals_json\x18\x02 \x01(\tH\x00\x12\x10\n\x06\x65xists\x18\x03 \x01(\x08H\x00\x12\x12\n\x08\x63ontains\x18\x04 \x01(\tH\x00\x12\x15\n\x0bstarts_with\x18\x05 \x01(\tH\x00\x12-\n\x06number\x18\x06 \x01(\x0b\x32\x1b.cdp.profile.v1.NumberRangeH\x00\x42\x0b\n\tcondition\"q\n\x0bNumberRange\x12\x0f\n\x02gt\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x10\n\x03gte\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x0f\n\x02lt\x18\x03 \x01(\x01H\x02\x88\x01\x01\x12\x10\n\x03lte\x18\x04 \x01(\x01H\x03\x88\x01\x01\x42\x05\n\x03_gtB\x06\n\x04_gteB\x05\n\x03_ltB\x06\n\x04_lte\"\x9c\x01\n\x15SearchProfilesRequest\x12,\n\x07\x66ilters\x18\x01 \x03(\x0b\x32\x1b.cdp.profile.v1.TraitFilter\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12.\n\nfield_mask\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"\\\n\x16SearchProfilesResponse\x12)\n\x08profiles\x18\x01 \x03(\x0b\x32\x17.cdp.profile.v1.Profile\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x86\x02\n\x12GetTimelineRequest\x12\x14\n\nprofile_id\x18\x01 \x01(\tH\x00\x12/\n\nidentifier\x18\x02 \x01(\x0b\x32\x19.cdp.common.v1.IdentifierH\x00\x12\r\n\x05kinds\x18\x03 \x03(\t\x12\x13\n\x0b\x65vent_names\x18\x04 \x03(\t\x12)\n\x05since\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x07 \x01(\x05\x12\x12\n\npage_token\x18\x08 \x01(\tB\x08\n\x06lookup\"\x9d\x02\n\rTimelineEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\r\n\x05\x65vent\x18\x03 \x01(\t\x12\x11\n\tsource_id\x18\x04 \x01(\t\x12\x13\n\x0bsource_kind\x18\x05 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x06 \x01(\t\x12\x17\n\x0fproperties_json\x18\x07 \x01(\t\x12\x13\n\x0btraits_json\x18\x08 \x01(\t\x12\x14\n\x0c\x63ontext_json\x18\t \x01(\t\x12/\n\x0boccurred_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0breceived_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8c\x01\n\x13GetTimelineResponse\x12\x12\n\nprofile_id\x18\x01 \x01(\t\x12\x19\n\x11merged_profile_id\x18\x02 \x01(\t\x12-\n\x06\x65vents\x18\x03 \x03(\x0b\x32\x1d.cdp.profile.v1.TimelineEvent\x12\x17\n\x0fnext_page_token\x18\x04 \x01(\t\"G\n\x15\x45xportProfilesRequest\x12.\n\nfield_mask\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"N\n\x11GetAccountRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"\x8a\x01\n\x0b\x41\x63\x63ountUser\x12\x12\n\nprofile_id\x18\x01 \x01(\t\x12\x33\n\x0f\x66irst_linked_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0elast_linked_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x99\x02\n\x07\x41\x63\x63ount\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12%\n\x06traits\x18\x02 \x03(\x0b\x32\x15.cdp.profile.v1.Trait\x12.\n\nfirst_seen\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tlast_seen\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nuser_count\x18\x05 \x01(\x03\x12\x15\n\rrevenue_total\x18\x06 \x01(\x01\x12\x13\n\x0border_count\x18\x07 \x01(\x03\x12\x34\n\x10last_activity_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x83\x01\n\x12GetAccountResponse\x12(\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x17.cdp.profile.v1.Account\x12*\n\x05users\x18\x02 \x03(\x0b\x32\x1b.cdp.profile.v1.AccountUser\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\t\"h\n\x1bStreamProfileChangesRequest\x12\x13\n\x0bprofile_ids\x18\x01 \x03(\t\x12\x12\n\x08\x66rom_now\x18\x02 \x01(\x08H\x00\x12\x17\n\rfrom_sequence\x18\x03 \x01(\x04H\x00\x42\x07\n\x05start\"\x94\x01\n\rProfileChange\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12/\n\x0brecorded_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x06\x63hange\x18\x04 \x01(\x0b\x32\x1e.cdp.profile.v1.ProfileChanged\"g\n\x14GetPersonDataRequest\x12\x14\n\nprofile_id\x18\x01 \x01(\tH\x00\x12/\n\nidentifier\x18\x02 \x01(\x0b\x32\x19.cdp.common.v1.IdentifierH\x00\x42\x08\n\x06lookup\"\x90\x01\n\x11\x41\x63\x63ountMembership\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x33\n\x0f\x66irst_linked_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0elast_linked_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x81\x03\n\x06Person\x12\x12\n\nprofile_id\x18\x01 \x01(\t\x12\x1a\n\x12merged_profile_ids\x18\x02 \x03(\t\x12.\n\x0bidentifiers\x18\x03 \x03(\x0b\x32\x19.cdp.common.v1.Identifier\x12%\n\x06traits\x18\x04 \x03(\x0b\x32\x15.cdp.profile.v1.Trait\x12\x15\n\rcomputed_json\x18\x05 \x01(\t\x12\x33\n\x08\x61\x63\x63ounts\x18\x06 \x03(\x0b\x32!.cdp.profile.v1.AccountMembership\x12\x13\n\x0b\x65vent_count\x18\x07 \x01(\x03\x12.\n\nfirst_seen\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tlast_seen\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0cgenerated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"g\n\x0ePersonDataPart\x12&\n\x06person\x18\x01 \x01(\x0b\x32\x16.cdp.profile.v1.Person\x12-\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x1d.cdp.profile.v1.TimelineEvent2\xed\x05\n\x0eProfileService\x12S\n\nGetProfile\x12!.cdp.profile.v1.GetProfileRequest\x1a\".cdp.profile.v1.GetProfileResponse\x12\x65\n\x10\x42\x61tchGetProfiles\x12\'.cdp.profile.v1.BatchGetProfilesRequest\x1a(.cdp.profile.v1.BatchGetProfilesResponse\x12_\n\x0eSearchProfiles\x12%.cdp.profile.v1.SearchProfilesRequest\x1a&.cdp.profile.v1.SearchProfilesResponse\x12V\n\x0bGetTimeline\x12\".cdp.profile.v1.GetTimelineRequest\x1a#.cdp.profile.v1.GetTimelineResponse\x12R\n\x0e\x45xportProfiles\x12%.cdp.profile.v1.ExportProfilesRequest\x1a\x17.cdp.profile.v1.Profile0\x01\x12S\n\nGetAccount\x12!.cdp.profile.v1.GetAccountRequest\x1a\".cdp.profile.v1.GetAccountResponse\x12\x64\n\x14StreamProfileChanges\x12+.cdp.profile.v1.StreamProfileChangesRequest\x1a\x1d.cdp.profile.v1.ProfileChange0\x01\x12W\n\rGetPersonData\x12$.cdp.profile.v1.GetPersonDataRequest\x1a\x1e.cdp.profile.v1.PersonDataPart0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cdp.profile.v1.profile_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PROFILELOOKUP']._serialized_start=147
-  _globals['_PROFILELOOKUP']._serialized_end=243
-  _globals['_GETPROFILEREQUEST']._serialized_start=246
-  _globals['_GETPROFILEREQUEST']._serialized_end=394
-  _globals['_TRAIT']._serialized_start=396
-  _globals['_TRAIT']._serialized_end=503
-  _globals['_PROFILE']._serialized_start=506
-  _globals['_PROFILE']._serialized_end=789
-  _globals['_GETPROFILERESPONSE']._serialized_start=791
-  _globals['_GETPROFILERESPONSE']._serialized_end=880
-  _globals['_BATCHGETPROFILESREQUEST']._serialized_start=882
-  _globals['_BATCHGETPROFILESREQUEST']._serialized_end=1003
-  _globals['_BATCHGETRESULT']._serialized_start=1006
-  _globals['_BATCHGETRESULT']._serialized_end=1153
-  _globals['_BATCHGETPROFILESRESPONSE']._serialized_start=1155
-  _globals['_BATCHGETPROFILESRESPONSE']._serialized_end=1230
-  _globals['_TRAITFILTER']._serialized_start=1233
-  _globals['_TRAITFILTER']._serialized_end=1404
-  _globals['_NUMBERRANGE']._serialized_start=1406
-  _globals['_NUMBERRANGE']._serialized_end=1519
-  _globals['_SEARCHPROFILESREQUEST']._serialized_start=1522
-  _globals['_SEARCHPROFILESREQUEST']._serialized_end=1678
-  _globals['_SEARCHPROFILESRESPONSE']._serialized_start=1680
-  _globals['_SEARCHPROFILESRESPONSE']._serialized_end=1772
-  _globals['_GETTIMELINEREQUEST']._serialized_start=1775
-  _globals['_GETTIMELINEREQUEST']._serialized_end=2037
-  _globals['_TIMELINEEVENT']._serialized_start=2040
-  _globals['_TIMELINEEVENT']._serialized_end=2325
-  _globals['_GETTIMELINERESPONSE']._serialized_start=2328
-  _globals['_GETTIMELINERESPONSE']._serialized_end=2468
-  _globals['_EXPORTPROFILESREQUEST']._serialized_start=2470
-  _globals['_EXPORTPROFILESREQUEST']._serialized_end=2541
-  _globals['_PROFILESERVICE']._serialized_start=2544
-  _globals['_PROFILESERVICE']._serialized_end=3017
+  _globals['_PROFILELOOKUP']._serialized_start=176
+  _globals['_PROFILELOOKUP']._serialized_end=272
+  _globals['_GETPROFILEREQUEST']._serialized_start=275
+  _globals['_GETPROFILEREQUEST']._serialized_end=423
+  _globals['_TRAIT']._serialized_start=426
+  _globals['_TRAIT']._serialized_end=573
+  _globals['_PROFILE']._serialized_start=576
+  _globals['_PROFILE']._serialized_end=880
+  _globals['_GETPROFILERESPONSE']._serialized_start=882
+  _globals['_GETPROFILERESPONSE']._serialized_end=971
+  _globals['_BATCHGETPROFILESREQUEST']._serialized_start=973
+  _globals['_BATCHGETPROFILESREQUEST']._serialized_end=1094
+  _globals['_BATCHGETRESULT']._serialized_start=1097
+  _globals['_BATCHGETRESULT']._serialized_end=1244
+  _globals['_BATCHGETPROFILESRESPONSE']._serialized_start=1246
+  _globals['_BATCHGETPROFILESRESPONSE']._serialized_end=1321
+  _globals['_TRAITFILTER']._serialized_start=1324
+  _globals['_TRAITFILTER']._serialized_end=1495
+  _globals['_NUMBERRANGE']._serialized_start=1497
+  _globals['_NUMBERRANGE']._serialized_end=1610
+  _globals['_SEARCHPROFILESREQUEST']._serialized_start=1613
+  _globals['_SEARCHPROFILESREQUEST']._serialized_end=1769
+  _globals['_SEARCHPROFILESRESPONSE']._serialized_start=1771
+  _globals['_SEARCHPROFILESRESPONSE']._serialized_end=1863
+  _globals['_GETTIMELINEREQUEST']._serialized_start=1866
+  _globals['_GETTIMELINEREQUEST']._serialized_end=2128
+  _globals['_TIMELINEEVENT']._serialized_start=2131
+  _globals['_TIMELINEEVENT']._serialized_end=2416
+  _globals['_GETTIMELINERESPONSE']._serialized_start=2419
+  _globals['_GETTIMELINERESPONSE']._serialized_end=2559
+  _globals['_EXPORTPROFILESREQUEST']._serialized_start=2561
+  _globals['_EXPORTPROFILESREQUEST']._serialized_end=2632
+  _globals['_GETACCOUNTREQUEST']._serialized_start=2634
+  _globals['_GETACCOUNTREQUEST']._serialized_end=2712
+  _globals['_ACCOUNTUSER']._serialized_start=2715
+  _globals['_ACCOUNTUSER']._serialized_end=2853
+  _globals['_ACCOUNT']._serialized_start=2856
+  _globals['_ACCOUNT']._serialized_end=3137
+  _globals['_GETACCOUNTRESPONSE']._serialized_start=3140
+  _globals['_GETACCOUNTRESPONSE']._serialized_end=3271
+  _globals['_STREAMPROFILECHANGESREQUEST']._serialized_start=3273
+  _globals['_STREAMPROFILECHANGESREQUEST']._serialized_end=3377
+  _globals['_PROFILECHANGE']._serialized_start=3380
+  _globals['_PROFILECHANGE']._serialized_end=3528
+  _globals['_GETPERSONDATAREQUEST']._serialized_start=3530
+  _globals['_GETPERSONDATAREQUEST']._serialized_end=3633
+  _globals['_ACCOUNTMEMBERSHIP']._serialized_start=3636
+  _globals['_ACCOUNTMEMBERSHIP']._serialized_end=3780
+  _globals['_PERSON']._serialized_start=3783
+  _globals['_PERSON']._serialized_end=4168
+  _globals['_PERSONDATAPART']._serialized_start=4170
+  _globals['_PERSONDATAPART']._serialized_end=4273
+  _globals['_PROFILESERVICE']._serialized_start=4276
+  _globals['_PROFILESERVICE']._serialized_end=5025
 # @@protoc_insertion_point(module_scope)

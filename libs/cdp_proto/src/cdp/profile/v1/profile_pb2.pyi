@@ -1,6 +1,7 @@
 import datetime
 
 from cdp.common.v1 import identifier_pb2 as _identifier_pb2
+from cdp.profile.v1 import events_pb2 as _events_pb2
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -30,19 +31,23 @@ class GetProfileRequest(_message.Message):
     def __init__(self, profile_id: _Optional[str] = ..., identifier: _Optional[_Union[_identifier_pb2.Identifier, _Mapping]] = ..., field_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
 
 class Trait(_message.Message):
-    __slots__ = ("name", "value_json", "updated_at", "event_id")
+    __slots__ = ("name", "value_json", "updated_at", "event_id", "source_id", "source_kind")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VALUE_JSON_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_ID_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_KIND_FIELD_NUMBER: _ClassVar[int]
     name: str
     value_json: str
     updated_at: _timestamp_pb2.Timestamp
     event_id: str
-    def __init__(self, name: _Optional[str] = ..., value_json: _Optional[str] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., event_id: _Optional[str] = ...) -> None: ...
+    source_id: str
+    source_kind: str
+    def __init__(self, name: _Optional[str] = ..., value_json: _Optional[str] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., event_id: _Optional[str] = ..., source_id: _Optional[str] = ..., source_kind: _Optional[str] = ...) -> None: ...
 
 class Profile(_message.Message):
-    __slots__ = ("profile_id", "identifiers", "traits", "event_count", "first_seen", "last_seen", "merged_profile_ids", "computed_json")
+    __slots__ = ("profile_id", "identifiers", "traits", "event_count", "first_seen", "last_seen", "merged_profile_ids", "computed_json", "account_ids")
     PROFILE_ID_FIELD_NUMBER: _ClassVar[int]
     IDENTIFIERS_FIELD_NUMBER: _ClassVar[int]
     TRAITS_FIELD_NUMBER: _ClassVar[int]
@@ -51,6 +56,7 @@ class Profile(_message.Message):
     LAST_SEEN_FIELD_NUMBER: _ClassVar[int]
     MERGED_PROFILE_IDS_FIELD_NUMBER: _ClassVar[int]
     COMPUTED_JSON_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_IDS_FIELD_NUMBER: _ClassVar[int]
     profile_id: str
     identifiers: _containers.RepeatedCompositeFieldContainer[_identifier_pb2.Identifier]
     traits: _containers.RepeatedCompositeFieldContainer[Trait]
@@ -59,7 +65,8 @@ class Profile(_message.Message):
     last_seen: _timestamp_pb2.Timestamp
     merged_profile_ids: _containers.RepeatedScalarFieldContainer[str]
     computed_json: str
-    def __init__(self, profile_id: _Optional[str] = ..., identifiers: _Optional[_Iterable[_Union[_identifier_pb2.Identifier, _Mapping]]] = ..., traits: _Optional[_Iterable[_Union[Trait, _Mapping]]] = ..., event_count: _Optional[int] = ..., first_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., merged_profile_ids: _Optional[_Iterable[str]] = ..., computed_json: _Optional[str] = ...) -> None: ...
+    account_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, profile_id: _Optional[str] = ..., identifiers: _Optional[_Iterable[_Union[_identifier_pb2.Identifier, _Mapping]]] = ..., traits: _Optional[_Iterable[_Union[Trait, _Mapping]]] = ..., event_count: _Optional[int] = ..., first_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., merged_profile_ids: _Optional[_Iterable[str]] = ..., computed_json: _Optional[str] = ..., account_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GetProfileResponse(_message.Message):
     __slots__ = ("profile", "merged_profile_id")
@@ -206,3 +213,125 @@ class ExportProfilesRequest(_message.Message):
     FIELD_MASK_FIELD_NUMBER: _ClassVar[int]
     field_mask: _field_mask_pb2.FieldMask
     def __init__(self, field_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
+
+class GetAccountRequest(_message.Message):
+    __slots__ = ("account_id", "page_size", "page_token")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    page_size: int
+    page_token: str
+    def __init__(self, account_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class AccountUser(_message.Message):
+    __slots__ = ("profile_id", "first_linked_at", "last_linked_at")
+    PROFILE_ID_FIELD_NUMBER: _ClassVar[int]
+    FIRST_LINKED_AT_FIELD_NUMBER: _ClassVar[int]
+    LAST_LINKED_AT_FIELD_NUMBER: _ClassVar[int]
+    profile_id: str
+    first_linked_at: _timestamp_pb2.Timestamp
+    last_linked_at: _timestamp_pb2.Timestamp
+    def __init__(self, profile_id: _Optional[str] = ..., first_linked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_linked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class Account(_message.Message):
+    __slots__ = ("account_id", "traits", "first_seen", "last_seen", "user_count", "revenue_total", "order_count", "last_activity_at")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    TRAITS_FIELD_NUMBER: _ClassVar[int]
+    FIRST_SEEN_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEEN_FIELD_NUMBER: _ClassVar[int]
+    USER_COUNT_FIELD_NUMBER: _ClassVar[int]
+    REVENUE_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    ORDER_COUNT_FIELD_NUMBER: _ClassVar[int]
+    LAST_ACTIVITY_AT_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    traits: _containers.RepeatedCompositeFieldContainer[Trait]
+    first_seen: _timestamp_pb2.Timestamp
+    last_seen: _timestamp_pb2.Timestamp
+    user_count: int
+    revenue_total: float
+    order_count: int
+    last_activity_at: _timestamp_pb2.Timestamp
+    def __init__(self, account_id: _Optional[str] = ..., traits: _Optional[_Iterable[_Union[Trait, _Mapping]]] = ..., first_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., user_count: _Optional[int] = ..., revenue_total: _Optional[float] = ..., order_count: _Optional[int] = ..., last_activity_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class GetAccountResponse(_message.Message):
+    __slots__ = ("account", "users", "next_page_token")
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    USERS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    account: Account
+    users: _containers.RepeatedCompositeFieldContainer[AccountUser]
+    next_page_token: str
+    def __init__(self, account: _Optional[_Union[Account, _Mapping]] = ..., users: _Optional[_Iterable[_Union[AccountUser, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class StreamProfileChangesRequest(_message.Message):
+    __slots__ = ("profile_ids", "from_now", "from_sequence")
+    PROFILE_IDS_FIELD_NUMBER: _ClassVar[int]
+    FROM_NOW_FIELD_NUMBER: _ClassVar[int]
+    FROM_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    profile_ids: _containers.RepeatedScalarFieldContainer[str]
+    from_now: bool
+    from_sequence: int
+    def __init__(self, profile_ids: _Optional[_Iterable[str]] = ..., from_now: _Optional[bool] = ..., from_sequence: _Optional[int] = ...) -> None: ...
+
+class ProfileChange(_message.Message):
+    __slots__ = ("sequence", "event_id", "recorded_at", "change")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    RECORDED_AT_FIELD_NUMBER: _ClassVar[int]
+    CHANGE_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    event_id: str
+    recorded_at: _timestamp_pb2.Timestamp
+    change: _events_pb2.ProfileChanged
+    def __init__(self, sequence: _Optional[int] = ..., event_id: _Optional[str] = ..., recorded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., change: _Optional[_Union[_events_pb2.ProfileChanged, _Mapping]] = ...) -> None: ...
+
+class GetPersonDataRequest(_message.Message):
+    __slots__ = ("profile_id", "identifier")
+    PROFILE_ID_FIELD_NUMBER: _ClassVar[int]
+    IDENTIFIER_FIELD_NUMBER: _ClassVar[int]
+    profile_id: str
+    identifier: _identifier_pb2.Identifier
+    def __init__(self, profile_id: _Optional[str] = ..., identifier: _Optional[_Union[_identifier_pb2.Identifier, _Mapping]] = ...) -> None: ...
+
+class AccountMembership(_message.Message):
+    __slots__ = ("account_id", "first_linked_at", "last_linked_at")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    FIRST_LINKED_AT_FIELD_NUMBER: _ClassVar[int]
+    LAST_LINKED_AT_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    first_linked_at: _timestamp_pb2.Timestamp
+    last_linked_at: _timestamp_pb2.Timestamp
+    def __init__(self, account_id: _Optional[str] = ..., first_linked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_linked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class Person(_message.Message):
+    __slots__ = ("profile_id", "merged_profile_ids", "identifiers", "traits", "computed_json", "accounts", "event_count", "first_seen", "last_seen", "generated_at")
+    PROFILE_ID_FIELD_NUMBER: _ClassVar[int]
+    MERGED_PROFILE_IDS_FIELD_NUMBER: _ClassVar[int]
+    IDENTIFIERS_FIELD_NUMBER: _ClassVar[int]
+    TRAITS_FIELD_NUMBER: _ClassVar[int]
+    COMPUTED_JSON_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNTS_FIELD_NUMBER: _ClassVar[int]
+    EVENT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    FIRST_SEEN_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEEN_FIELD_NUMBER: _ClassVar[int]
+    GENERATED_AT_FIELD_NUMBER: _ClassVar[int]
+    profile_id: str
+    merged_profile_ids: _containers.RepeatedScalarFieldContainer[str]
+    identifiers: _containers.RepeatedCompositeFieldContainer[_identifier_pb2.Identifier]
+    traits: _containers.RepeatedCompositeFieldContainer[Trait]
+    computed_json: str
+    accounts: _containers.RepeatedCompositeFieldContainer[AccountMembership]
+    event_count: int
+    first_seen: _timestamp_pb2.Timestamp
+    last_seen: _timestamp_pb2.Timestamp
+    generated_at: _timestamp_pb2.Timestamp
+    def __init__(self, profile_id: _Optional[str] = ..., merged_profile_ids: _Optional[_Iterable[str]] = ..., identifiers: _Optional[_Iterable[_Union[_identifier_pb2.Identifier, _Mapping]]] = ..., traits: _Optional[_Iterable[_Union[Trait, _Mapping]]] = ..., computed_json: _Optional[str] = ..., accounts: _Optional[_Iterable[_Union[AccountMembership, _Mapping]]] = ..., event_count: _Optional[int] = ..., first_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., generated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class PersonDataPart(_message.Message):
+    __slots__ = ("person", "events")
+    PERSON_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    person: Person
+    events: _containers.RepeatedCompositeFieldContainer[TimelineEvent]
+    def __init__(self, person: _Optional[_Union[Person, _Mapping]] = ..., events: _Optional[_Iterable[_Union[TimelineEvent, _Mapping]]] = ...) -> None: ...

@@ -61,6 +61,21 @@ class ProfileServiceStub:
                 request_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.ExportProfilesRequest.SerializeToString,
                 response_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.Profile.FromString,
                 _registered_method=True)
+        self.GetAccount = channel.unary_unary(
+                '/cdp.profile.v1.ProfileService/GetAccount',
+                request_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.GetAccountRequest.SerializeToString,
+                response_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.GetAccountResponse.FromString,
+                _registered_method=True)
+        self.StreamProfileChanges = channel.unary_stream(
+                '/cdp.profile.v1.ProfileService/StreamProfileChanges',
+                request_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.StreamProfileChangesRequest.SerializeToString,
+                response_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.ProfileChange.FromString,
+                _registered_method=True)
+        self.GetPersonData = channel.unary_stream(
+                '/cdp.profile.v1.ProfileService/GetPersonData',
+                request_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.GetPersonDataRequest.SerializeToString,
+                response_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.PersonDataPart.FromString,
+                _registered_method=True)
 
 
 class ProfileServiceServicer:
@@ -110,6 +125,36 @@ class ProfileServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetAccount(self, request, context):
+        """GetAccount returns a B2B account (built by group calls): its traits, its
+        figures computed from its users, and one page of its users.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamProfileChanges(self, request, context):
+        """StreamProfileChanges streams cdp.profile.changed events as they are
+        written to the CDP_PROFILE stream, from now or from a stream sequence,
+        optionally only those of some profiles. It runs until the client cancels;
+        when the server shuts down it ends with UNAVAILABLE, and the client resumes
+        with from_sequence = the last sequence it got + 1.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPersonData(self, request, context):
+        """GetPersonData answers a GDPR / CCPA access request: everything this
+        service holds about a person — identifiers, traits with their source and
+        time, computed traits, account memberships, and every event. It streams
+        one snapshot: the first message holds the person, the following ones the
+        events (oldest first, up to 500 a message).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ProfileServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -137,6 +182,21 @@ def add_ProfileServiceServicer_to_server(servicer, server):
                     servicer.ExportProfiles,
                     request_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.ExportProfilesRequest.FromString,
                     response_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.Profile.SerializeToString,
+            ),
+            'GetAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAccount,
+                    request_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.GetAccountRequest.FromString,
+                    response_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.GetAccountResponse.SerializeToString,
+            ),
+            'StreamProfileChanges': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamProfileChanges,
+                    request_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.StreamProfileChangesRequest.FromString,
+                    response_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.ProfileChange.SerializeToString,
+            ),
+            'GetPersonData': grpc.unary_stream_rpc_method_handler(
+                    servicer.GetPersonData,
+                    request_deserializer=cdp_dot_profile_dot_v1_dot_profile__pb2.GetPersonDataRequest.FromString,
+                    response_serializer=cdp_dot_profile_dot_v1_dot_profile__pb2.PersonDataPart.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -276,6 +336,87 @@ class ProfileService:
             '/cdp.profile.v1.ProfileService/ExportProfiles',
             cdp_dot_profile_dot_v1_dot_profile__pb2.ExportProfilesRequest.SerializeToString,
             cdp_dot_profile_dot_v1_dot_profile__pb2.Profile.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdp.profile.v1.ProfileService/GetAccount',
+            cdp_dot_profile_dot_v1_dot_profile__pb2.GetAccountRequest.SerializeToString,
+            cdp_dot_profile_dot_v1_dot_profile__pb2.GetAccountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamProfileChanges(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/cdp.profile.v1.ProfileService/StreamProfileChanges',
+            cdp_dot_profile_dot_v1_dot_profile__pb2.StreamProfileChangesRequest.SerializeToString,
+            cdp_dot_profile_dot_v1_dot_profile__pb2.ProfileChange.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPersonData(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/cdp.profile.v1.ProfileService/GetPersonData',
+            cdp_dot_profile_dot_v1_dot_profile__pb2.GetPersonDataRequest.SerializeToString,
+            cdp_dot_profile_dot_v1_dot_profile__pb2.PersonDataPart.FromString,
             options,
             channel_credentials,
             insecure,
