@@ -5,24 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import sys
 import uuid
 from concurrent import futures
 from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
-import structlog
 from click.testing import CliRunner
 
 from cdp.common.v1 import identifier_pb2
 from cdp.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from cdp.profile.v1 import events_pb2, profile_pb2, profile_pb2_grpc
 from cdp_cli.main import cli
+from cdp_cli.testing import run_cdp
 from cdp_core import envelope
 from cdp_core.testing import eventually
-from cdp_core.testing.stack import Stack
 
 T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
 
@@ -161,40 +158,8 @@ def test_profile_changes_prints_lines_until_the_limit(fake):
 # --- against the real services ------------------------------------------------------------
 
 
-class _Pinned:
-    def __init__(self, stream):
-        self.stream = stream
-
-    def write(self, text: str) -> int:
-        return self.stream.write(text)
-
-    def flush(self) -> None:
-        self.stream.flush()
-
-
-@pytest.fixture
-async def stack(fresh_nats_url, database_server_url, auth_secret, clean_env, monkeypatch):
-    from cdp_identity.service import SPEC as IDENTITY
-    from cdp_ingest.service import SPEC as INGEST
-    from cdp_profile.service import SPEC as PROFILE
-
-    config = structlog.get_config()
-    structlog.configure(logger_factory=structlog.PrintLoggerFactory(_Pinned(sys.stdout)))
-    s = Stack(fresh_nats_url, database_server_url, auth_secret, "cliacc_" + os.urandom(4).hex())
-    try:
-        await s.start(INGEST, IDENTITY, PROFILE)
-        monkeypatch.setenv("CDP_PROFILE_ADDR", s.address("profile"))
-        monkeypatch.setenv("CDP_TOKEN", s.token)
-        yield s
-    finally:
-        await s.stop()
-        structlog.configure(**config)
-
-
 async def cdp(*args: str, code: int = 0):
-    r = await asyncio.to_thread(CliRunner().invoke, cli, list(args), catch_exceptions=False)
-    assert r.exit_code == code, f"cdp {' '.join(args)} -> {r.exit_code}\n{r.stdout}\n{r.stderr}"
-    return r
+    return await run_cdp(*args, code=code)
 
 
 @pytest.mark.component

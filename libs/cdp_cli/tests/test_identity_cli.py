@@ -4,7 +4,6 @@ PostgreSQL), run in-process as an operator runs them."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
@@ -16,7 +15,6 @@ from pathlib import Path
 import click
 import grpc
 import pytest
-import structlog
 from click.testing import CliRunner
 
 from cdp.common.v1 import identifier_pb2
@@ -24,6 +22,7 @@ from cdp.identity.v1 import identity_pb2, identity_pb2_grpc
 from cdp.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from cdp_cli.identity import parse_identifier
 from cdp_cli.main import cli
+from cdp_cli.testing import run_cdp
 from cdp_core.testing import eventually
 from cdp_core.testing.stack import Stack
 
@@ -201,42 +200,6 @@ def test_unreachable_service(clean_env, monkeypatch):
 # --- against the real services ------------------------------------------------------------
 
 
-class _Pinned:
-    """A stream structlog writes to as given (it looks sys.stdout up anew at each line when
-    handed the very object it imported as stdout)."""
-
-    def __init__(self, stream):
-        self.stream = stream
-
-    def write(self, text: str) -> int:
-        return self.stream.write(text)
-
-    def flush(self) -> None:
-        self.stream.flush()
-
-
-@pytest.fixture
-async def stack(fresh_nats_url, database_server_url, auth_secret, clean_env, monkeypatch):
-    from cdp_identity.service import SPEC as IDENTITY
-    from cdp_ingest.service import SPEC as INGEST
-    from cdp_profile.service import SPEC as PROFILE
-
-    # The services log to whatever sys.stdout is when they write; CliRunner swaps it while a
-    # command runs (in another thread), so their lines would land in the command's output.
-    # Pin them to the stream of now (pytest's capture) for this test.
-    config = structlog.get_config()
-    structlog.configure(logger_factory=structlog.PrintLoggerFactory(_Pinned(sys.stdout)))
-    s = Stack(fresh_nats_url, database_server_url, auth_secret, "cliid_" + os.urandom(4).hex())
-    try:
-        await s.start(INGEST, IDENTITY, PROFILE)
-        monkeypatch.setenv("CDP_IDENTITY_ADDR", s.address("identity"))
-        monkeypatch.setenv("CDP_TOKEN", s.token)
-        yield s
-    finally:
-        await s.stop()
-        structlog.configure(**config)
-
-
 class World:
     """Events sent through ingest; waits on identity's graph."""
 
@@ -262,9 +225,7 @@ class World:
 
 async def cdp(*args: str, input: str | None = None, code: int = 0):
     """`cdp identity ARGS` in this process (in a thread: the services run on this loop)."""
-    r = await asyncio.to_thread(CliRunner().invoke, cli, ["identity", *args], input=input, catch_exceptions=False)
-    assert r.exit_code == code, f"cdp identity {' '.join(args)} -> {r.exit_code}\n{r.stdout}\n{r.stderr}"
-    return r
+    return await run_cdp("identity", *args, input=input, code=code)
 
 
 @pytest.mark.component

@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import sys
-from pathlib import Path
 from typing import IO
 
 import click
 import grpc
 from rich.console import Console
-from rich.markup import escape
 
 from cdp.profile.v1 import profile_pb2, profile_pb2_grpc
 
 from . import client
+from .output import write_lines
 from .profiles import profile_record
 
 TOKEN_HELP = "Bearer token (profiles:read) (default: env CDP_TOKEN, else .cdp/token)."
@@ -24,39 +21,6 @@ TOKEN_HELP = "Bearer token (profiles:read) (default: env CDP_TOKEN, else .cdp/to
 
 def _err() -> Console:
     return Console(stderr=True, soft_wrap=True)
-
-
-def quiet_broken_pipe() -> None:
-    """The reader of stdout left (`| head`): exit 0 without Python's complaint at shutdown."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
-    raise SystemExit(0)
-
-
-def write_lines(out_path: str | None, write, what: str) -> None:
-    """Runs `write(f) -> count` on stdout, or on a hidden `.FILE.<pid>.part` beside FILE that is
-    renamed to FILE only once complete; the count goes to stderr."""
-    if out_path is None or out_path == "-":
-        try:
-            n = write(sys.stdout)
-        except BrokenPipeError:
-            quiet_broken_pipe()
-        _err().print(f"exported {n} {what}")
-        return
-    target = Path(out_path)
-    part = target.with_name(f".{target.name}.{os.getpid()}.part")
-    try:
-        with open(part, "w", encoding="utf-8") as f:
-            n = write(f)
-        os.replace(part, target)
-    except OSError as e:
-        raise client.CliError(f"cannot write {out_path}: {e}") from None
-    finally:
-        part.unlink(missing_ok=True)
-    _err().print(f"exported {n} {what} to {escape(out_path)}")
 
 
 @click.group("export")

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import sys
-from pathlib import Path
 from typing import IO, Any
 
 import click
@@ -23,6 +20,7 @@ from cdp.common.v1 import identifier_pb2
 from cdp.identity.v1 import identity_pb2, identity_pb2_grpc
 
 from . import client
+from .output import write_lines
 from .render import iso
 
 SERVICE = "identity"
@@ -523,21 +521,7 @@ def export(jsonl: bool, out_path: str | None, token_: str | None) -> None:
     if not jsonl:
         raise click.UsageError("choose the format: --jsonl (one JSON object per profile a line)")
     tok = client.resolve_token(token_)
-    if out_path is None or out_path == "-":
-        n = _export_to(sys.stdout, tok)
-        _err().print(f"exported {n} profiles")
-        return
-    target = Path(out_path)
-    part = target.with_name(f".{target.name}.{os.getpid()}.part")
-    try:
-        with open(part, "w", encoding="utf-8") as f:
-            n = _export_to(f, tok)
-        os.replace(part, target)
-    except OSError as e:
-        raise client.CliError(f"cannot write {out_path}: {e}") from None
-    finally:
-        part.unlink(missing_ok=True)
-    _err().print(f"exported {n} profiles to {escape(out_path)}")
+    write_lines(out_path, lambda f: _export_to(f, tok), "profiles")
 
 
 def _export_to(f: IO[str], token: str) -> int:
@@ -561,14 +545,6 @@ def _export_to(f: IO[str], token: str) -> int:
         return asyncio.run(go())
     except grpc.aio.AioRpcError as e:
         raise _error(e, {}, None) from None
-    except BrokenPipeError:
-        # `cdp identity export --jsonl | head`: the reader has enough
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(devnull, sys.stdout.fileno())
-        except (OSError, ValueError):
-            pass
-        raise SystemExit(0) from None
 
 
 @identity_group.command("candidates")

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import click
@@ -25,6 +23,7 @@ from cdp_core import envelope
 from . import client, render
 from .client import RPC_TIMEOUT_S, CliError, rpc_error, stub
 from .identity import parse_identifier
+from .output import quiet_broken_pipe, write_out
 
 SERVICE = "profile"
 TOKEN_HELP = "Bearer token (profiles:read) (default: env CDP_TOKEN, else .cdp/token)."
@@ -320,8 +319,6 @@ def timeline(profile_id, identifier, user_id, email, anonymous_id, kinds, events
             fetch_timeline(req, lookup, limit, tok, line)
             sys.stdout.flush()
         except BrokenPipeError:  # `| head`: the reader has enough
-            from .export import quiet_broken_pipe
-
             quiet_broken_pipe()
         return
     got: list[profile_pb2.TimelineEvent] = []
@@ -437,25 +434,10 @@ def access(profile_id, identifier, email, out_path: str | None, token_: str | No
     lookup = choose_lookup({"email": email}, identifier, ("PROFILE_ID", profile_id))
     tok = client.resolve_token(token_)
     err = Console(stderr=True, soft_wrap=True)
+    pid, n = write_out(out_path, lambda f: write_person_data(f, lookup, tok))
     if out_path is None or out_path == "-":
-        try:
-            pid, n = write_person_data(sys.stdout, lookup, tok)
-        except BrokenPipeError:
-            from .export import quiet_broken_pipe
-
-            quiet_broken_pipe()
         err.print(f"the data held about profile {escape(pid)}: {n} event{'s' if n != 1 else ''}")
         return
-    target = Path(out_path)
-    part = target.with_name(f".{target.name}.{os.getpid()}.part")
-    try:
-        with open(part, "w", encoding="utf-8") as f:
-            pid, n = write_person_data(f, lookup, tok)
-        os.replace(part, target)
-    except OSError as e:
-        raise CliError(f"cannot write {out_path}: {e}") from None
-    finally:
-        part.unlink(missing_ok=True)
     err.print(f"wrote the data held about profile {escape(pid)} ({n} event{'s' if n != 1 else ''}) "
               f"to {escape(out_path)}")
 
@@ -578,6 +560,4 @@ def changes(profile_ids, from_sequence: int | None, limit: int | None, as_jsonl:
     except KeyboardInterrupt:
         return
     except BrokenPipeError:
-        from .export import quiet_broken_pipe
-
         quiet_broken_pipe()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -23,20 +22,6 @@ from cdp_core.testing.stack import Stack
 
 pytestmark = pytest.mark.component
 T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
-
-
-@pytest.fixture
-async def stack(fresh_nats_url, database_server_url, auth_secret):
-    from cdp_identity.service import SPEC as IDENTITY
-    from cdp_ingest.service import SPEC as INGEST
-    from cdp_profile.service import SPEC as PROFILE
-
-    s = Stack(fresh_nats_url, database_server_url, auth_secret, "acc_" + os.urandom(4).hex())
-    try:
-        await s.start(INGEST, IDENTITY, PROFILE)
-        yield s
-    finally:
-        await s.stop()
 
 
 def ident(t: str, v: str) -> identifier_pb2.Identifier:

@@ -6,24 +6,20 @@ order the projection gets the events in."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
-import structlog
-from click.testing import CliRunner
 
 from cdp.common.v1 import identifier_pb2
 from cdp.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from cdp.profile.v1 import profile_pb2, profile_pb2_grpc, traits_pb2, traits_pb2_grpc
 from cdp_core import envelope
 from cdp_core.testing import eventually
-from cdp_core.testing.stack import Stack
+from cdp_core.testing.stack import Stack, pinned_logs
 
 pytestmark = pytest.mark.component
 T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
@@ -51,19 +47,6 @@ definitions:
 """
 
 
-class _Pinned:
-    """The services log to sys.stdout, which CliRunner swaps while a command runs."""
-
-    def __init__(self, stream):
-        self.stream = stream
-
-    def write(self, text: str) -> int:
-        return self.stream.write(text)
-
-    def flush(self) -> None:
-        self.stream.flush()
-
-
 @pytest.fixture
 async def stack(fresh_nats_url, database_server_url, auth_secret, monkeypatch):
     from cdp_identity.service import SPEC as IDENTITY
@@ -73,17 +56,15 @@ async def stack(fresh_nats_url, database_server_url, auth_secret, monkeypatch):
 
     monkeypatch.setattr(declared_store, "BACKFILL_BATCH", 2)  # several batches even for a few profiles
     monkeypatch.setattr(declared_store, "BACKFILL_POLL_S", 0.2)
-    config = structlog.get_config()
-    structlog.configure(logger_factory=structlog.PrintLoggerFactory(_Pinned(sys.stdout)))
-    s = Stack(fresh_nats_url, database_server_url, auth_secret, "dt_" + os.urandom(4).hex())
-    try:
-        await s.start(INGEST, IDENTITY, PROFILE)
-        monkeypatch.setenv("CDP_PROFILE_ADDR", s.address("profile"))
-        monkeypatch.setenv("CDP_TOKEN", s.token)
-        yield s
-    finally:
-        await s.stop()
-        structlog.configure(**config)
+    with pinned_logs():  # the CLI test runs `cdp` in this process
+        s = Stack(fresh_nats_url, database_server_url, auth_secret, "dt_" + os.urandom(4).hex())
+        try:
+            await s.start(INGEST, IDENTITY, PROFILE)
+            monkeypatch.setenv("CDP_PROFILE_ADDR", s.address("profile"))
+            monkeypatch.setenv("CDP_TOKEN", s.token)
+            yield s
+        finally:
+            await s.stop()
 
 
 class World:
@@ -255,11 +236,9 @@ async def test_scopes(stack):
 
 
 async def cdp(*args: str, code: int = 0):
-    from cdp_cli.main import cli
+    from cdp_cli.testing import run_cdp
 
-    r = await asyncio.to_thread(CliRunner().invoke, cli, list(args), catch_exceptions=False)
-    assert r.exit_code == code, f"cdp {' '.join(args)} -> {r.exit_code}\n{r.stdout}\n{r.stderr}"
-    return r
+    return await run_cdp(*args, code=code)
 
 
 async def test_the_cli(stack, tmp_path):

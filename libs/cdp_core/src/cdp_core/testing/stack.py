@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import structlog
+
 from cdp_core import embedded
 from cdp_core.auth import issue_token
 from cdp_core.grpc_server import channel
@@ -46,3 +52,30 @@ class Stack:
 
     def channel(self, name: str, token: str | None = None):
         return channel(self.address(name), token or self.token)
+
+
+class _Pinned:
+    """A stream structlog writes to as given (it looks sys.stdout up anew at each line when
+    handed the very object it imported as stdout)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+@contextmanager
+def pinned_logs() -> Iterator[None]:
+    """In-process services log to whatever sys.stdout is when they write; click's CliRunner
+    swaps it while a command runs (in another thread), so their lines would land in the
+    command's output. Inside this block they go to the stream of now (pytest's capture)."""
+    config = structlog.get_config()
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(_Pinned(sys.stdout)))
+    try:
+        yield
+    finally:
+        structlog.configure(**config)
