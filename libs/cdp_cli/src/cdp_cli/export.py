@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import IO
 
 import click
@@ -13,7 +12,7 @@ from rich.console import Console
 from cdp.profile.v1 import profile_pb2, profile_pb2_grpc
 
 from . import client
-from .output import write_lines
+from .output import write_lines, write_stream
 from .profiles import profile_record
 
 TOKEN_HELP = "Bearer token (profiles:read) (default: env CDP_TOKEN, else .cdp/token)."
@@ -45,18 +44,8 @@ def export_profiles(jsonl: bool, out_path: str | None, token_: str | None) -> No
 
 def _profiles_to(f: IO[str], token: str) -> int:
     async def go() -> int:
-        n = 0
         async with client.stub("profile", profile_pb2_grpc.ProfileServiceStub, token) as s:
-            call = s.ExportProfiles(profile_pb2.ExportProfilesRequest())
-            try:
-                async for p in call:
-                    f.write(json.dumps(profile_record(p), ensure_ascii=False, separators=(",", ":")))
-                    f.write("\n")
-                    n += 1
-            finally:
-                call.cancel()
-        f.flush()
-        return n
+            return await write_stream(f, s.ExportProfiles(profile_pb2.ExportProfilesRequest()), profile_record)
 
     try:
         return asyncio.run(go())

@@ -20,7 +20,7 @@ from cdp.common.v1 import identifier_pb2
 from cdp.identity.v1 import identity_pb2, identity_pb2_grpc
 
 from . import client
-from .output import write_lines
+from .output import write_lines, write_stream
 from .render import iso
 
 SERVICE = "identity"
@@ -528,18 +528,8 @@ def _export_to(f: IO[str], token: str) -> int:
     """Writes each profile as it arrives (nothing is held beyond one profile)."""
 
     async def go() -> int:
-        n = 0
         async with client.stub(SERVICE, identity_pb2_grpc.IdentityServiceStub, token) as s:
-            call = s.ExportGraph(identity_pb2.ExportGraphRequest())
-            try:
-                async for entry in call:
-                    f.write(json.dumps(entry_to_dict(entry), ensure_ascii=False, separators=(",", ":")))
-                    f.write("\n")
-                    n += 1
-            finally:
-                call.cancel()
-        f.flush()
-        return n
+            return await write_stream(f, s.ExportGraph(identity_pb2.ExportGraphRequest()), entry_to_dict)
 
     try:
         return asyncio.run(go())

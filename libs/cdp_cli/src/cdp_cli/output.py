@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -52,3 +53,18 @@ def write_lines(out_path: str | None, write: Callable[[IO[str]], int], what: str
     n = write_out(out_path, write)
     Console(stderr=True, soft_wrap=True).print(
         f"exported {n} {what}" + ("" if out_path in (None, "-") else f" to {escape(out_path)}"))
+
+
+async def write_stream(f: IO[str], call, to_dict: Callable) -> int:
+    """Writes each message of a server-streaming call as one JSON line as it arrives (nothing
+    is held beyond one message); returns how many. The call is cancelled however this ends."""
+    n = 0
+    try:
+        async for message in call:
+            f.write(json.dumps(to_dict(message), ensure_ascii=False, separators=(",", ":")))
+            f.write("\n")
+            n += 1
+    finally:
+        call.cancel()
+    f.flush()
+    return n
