@@ -14,6 +14,7 @@ from cdp_core.auth import KNOWN_SCOPES, issue_token
 from . import accounts, client, export, failed, identity, importer, profiles, render, sources, stack
 from . import demo as demo_mod
 from . import traits as traits_mod
+from .replay import replay_command
 
 TOKEN_HELP = "Bearer token (default: env CDP_TOKEN, else .cdp/token)."
 
@@ -144,6 +145,7 @@ cli.add_command(profiles.profile_group)
 cli.add_command(accounts.account_group)
 cli.add_command(export.export_group)
 cli.add_command(traits_mod.trait_group)
+cli.add_command(replay_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -157,10 +157,13 @@ class BatchResult:
 
 class ConsumerRunner:
     def __init__(self, bus: Bus, pool: asyncpg.Pool, projection: Projection, *, batch_size: int = 256,
-                 fetch_timeout_s: float = 1.0, retry_delay_s: float = 1.0):
+                 fetch_timeout_s: float = 1.0, retry_delay_s: float = 1.0, durable: str | None = None):
+        """`durable`: the JetStream consumer to read with (default: the projection's name; a
+        rebuild reads the log again with its own). Tracking rows are always the projection's."""
         if not projection.name or not projection.source:
             raise ValueError("a Projection needs a name and a source")
         self.bus, self.pool, self.p = bus, pool, projection
+        self.durable = durable or projection.name
         self.stream = stream_name(projection.source)
         self.batch_size, self.fetch_timeout_s, self.retry_delay_s = batch_size, fetch_timeout_s, retry_delay_s
         self._stopping = asyncio.Event()
@@ -173,7 +176,7 @@ class ConsumerRunner:
 
     async def declare(self) -> None:
         subjects = self.p.subjects or [f"cdp.{self.p.source}.>"]
-        await self.bus.ensure_consumer(self.stream, self.p.name, subjects)
+        await self.bus.ensure_consumer(self.stream, self.durable, subjects)
 
     async def run(self) -> None:
         """Fetch, apply, ack, in log order. The next batch is fetched while the current one is
@@ -181,7 +184,7 @@ class ConsumerRunner:
         batches are still applied one after the other. On stop, a batch fetched ahead is
         nak'ed (redelivered at once to whoever consumes next)."""
         await self.declare()
-        sub = await self.bus.js.pull_subscribe_bind(self.p.name, self.stream)
+        sub = await self.bus.js.pull_subscribe_bind(self.durable, self.stream)
         ahead: asyncio.Task | None = None
         try:
             while not self._stopping.is_set():

@@ -19,7 +19,7 @@ from typing import Any
 
 import asyncpg
 
-from cdp.common.v1 import failed_pb2_grpc
+from cdp.common.v1 import failed_pb2_grpc, replay_pb2_grpc
 
 from . import logs, telemetry
 from .bus import Bus
@@ -27,6 +27,7 @@ from .consumer import ConsumerRunner, Projection
 from .failed import FailedEventServicer, Replayer
 from .grpc_server import GrpcServer
 from .outbox import OutboxRelay
+from .replay import Replay, ReplayServicer
 from .settings import Settings
 from .store import open_store
 
@@ -61,6 +62,9 @@ class ServiceSpec:
     # server stops accepting and finishes its requests).
     on_drain: Callable[[Runtime], Awaitable[None]] | None = None
     on_stop: Callable[[Runtime], Awaitable[None]] | None = None
+    # Tables holding what operators set rather than what the log says (rules, definitions,
+    # forget tombstones): carried over as they are when the projection is rebuilt (replay.py).
+    replay_keeps: list[str] = field(default_factory=list)
 
 
 class Service:
@@ -75,6 +79,7 @@ class Service:
         self.finished = asyncio.Event()  # stop has completed
         self.failed = False
         self._background: set[asyncio.Future] = set()
+        self.replay: Replay | None = None
 
     async def start(self) -> None:
         s = self.settings
@@ -83,28 +88,52 @@ class Service:
         for producer in ([self.spec.name] if self.spec.produces else []) + self.spec.consumes:
             await bus.ensure_stream(producer, duplicate_window_s=s.duplicate_window_s if producer == self.spec.name else None)
         rt = self.runtime = Runtime(s, pool, bus)
-        self.grpc = GrpcServer(secret=s.auth_secret, scopes=self.spec.scopes, service_names=[*self.spec.grpc_services, "cdp.common.v1.FailedEventService"])
+        self.grpc = GrpcServer(secret=s.auth_secret, scopes=self.spec.scopes, service_names=[
+            *self.spec.grpc_services, "cdp.common.v1.FailedEventService", "cdp.common.v1.ReplayService"])
         self.spec.add_servicers(rt, self.grpc.server)
         failed_pb2_grpc.add_FailedEventServiceServicer_to_server(
             FailedEventServicer(pool, self._replayer_for), self.grpc.server)
+        self.replay = Replay(self)
+        replay_pb2_grpc.add_ReplayServiceServicer_to_server(ReplayServicer(self.replay), self.grpc.server)
         self.grpc.bind(s.grpc_host, s.grpc_port)
         await self.grpc.set_serving(False)
         await self.grpc.start()
         if self.spec.on_start:
             await self.spec.on_start(rt)
-        if self.spec.produces:
-            self.relay = OutboxRelay(pool, bus)
-            self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
-        for projection in self.spec.projections(rt):
-            size = int(self.settings.option("CDP_CONSUMER_BATCH_SIZE", str(projection.batch_size)))
-            runner = ConsumerRunner(bus, pool, projection, batch_size=size)
-            await runner.declare()
-            self.runners.append(runner)
-            self._tasks.append(asyncio.create_task(runner.run(), name=f"consumer-{projection.name}"))
-        for t in self._tasks:
-            t.add_done_callback(self._task_done)
+        await self._start_consumers(self.spec.projections(rt))
         await self.grpc.set_serving(True)
         log.info("service started", grpc_port=self.grpc.port, consumers=[r.p.name for r in self.runners])
+
+    async def _start_consumers(self, projections) -> None:
+        """The outbox relay and one consumer runner per projection, as tasks."""
+        rt = self.runtime
+        started = []
+        if self.spec.produces:
+            self.relay = OutboxRelay(rt.pool, rt.bus)
+            started.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
+        self.runners = []
+        for projection in projections:
+            size = int(self.settings.option("CDP_CONSUMER_BATCH_SIZE", str(projection.batch_size)))
+            runner = ConsumerRunner(rt.bus, rt.pool, projection, batch_size=size)
+            await runner.declare()
+            self.runners.append(runner)
+            started.append(asyncio.create_task(runner.run(), name=f"consumer-{projection.name}"))
+        for t in started:
+            t.add_done_callback(self._task_done)
+        self._tasks = [t for t in self._tasks if not t.done()] + started
+
+    async def pause_consumers(self) -> None:
+        """Stops the consumer runners (their batches in flight finish) and the relay."""
+        for r in self.runners:
+            r.stop()
+        if self.relay:
+            self.relay.stop()
+        running = [t for t in self._tasks if t.get_name().startswith("consumer-") or t.get_name() == "outbox-relay"]
+        await asyncio.gather(*running, return_exceptions=True)
+
+    async def resume_consumers(self) -> None:
+        if not self.stopped.is_set():
+            await self._start_consumers([r.p for r in self.runners])
 
     def _keep(self, task: asyncio.Future) -> None:
         """Holds a reference to a fire-and-forget task until it is done."""
@@ -137,6 +166,9 @@ class Service:
             await self.grpc.set_serving(False)
         for r in self.runners:
             r.stop()
+        if self.replay is not None and self.replay.task is not None and not self.replay.task.done():
+            self.replay.task.cancel()  # an unfinished rebuild is dropped; the live tables are untouched
+            await asyncio.gather(self.replay.task, return_exceptions=True)
         consumers = [t for t in self._tasks if t.get_name().startswith("consumer-")]
         drains = [self.grpc.stop(self.settings.shutdown_grace_s)] if self.grpc else []
         if self.spec.on_drain and self.runtime:

@@ -52,4 +52,6 @@ SPEC = ServiceSpec(
     projections=lambda rt: [IdentityProjection(config_store(rt), rt.bus.js)],
     on_start=on_start,
     on_stop=on_stop,
+    # what operators set: rules, splits (their separations) and forget tombstones
+    replay_keeps=["rules", "splits", "separations", "tombstones"],
 )

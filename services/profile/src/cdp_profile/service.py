@@ -33,4 +33,5 @@ SPEC = ServiceSpec(
     on_drain=on_drain,
     on_start=traits_api.on_start,  # the declared traits' backfiller
     on_stop=traits_api.on_stop,
+    replay_keeps=["trait_definitions"],  # what operators set; everything else is rebuilt from the log
 )
