@@ -1,4 +1,4 @@
-"""The command line of the benchmarks: `python -m cdp_bench ingest|ingest-batch|ingest-http|latency|simulate|identity-accuracy|identity [--json] ...`.
+"""The command line of the benchmarks: `python -m cdp_bench ingest|ingest-batch|ingest-http|latency|simulate|identity-accuracy|identity|profile [--json] ...`.
 
 Human output by default (figure, baseline, ratio); with --json exactly one JSON object on
 stdout. `cdp bench ...` calls the same functions (run_ingest_bench, run_latency_bench, render).
@@ -26,6 +26,8 @@ def render(result: dict) -> str:
         from .identity_accuracy import render as r
     elif result.get("benchmark") == "identity":
         from .identity import render as r
+    elif result.get("benchmark") == "profile":
+        from .profile import render as r
     elif result.get("benchmark") in ("ingest-batch", "ingest-http"):
         from .ingest import render_batch as r
     else:
@@ -68,6 +70,11 @@ def parser(prog: str = "python -m cdp_bench") -> argparse.ArgumentParser:
     identity_arguments(sub.add_parser(
         "identity", help="identity resolutions/s (deterministic, merge-heavy) beside bare COPY and fetch+ack, "
                          "store size per million identifiers, accuracy on the simulator's truth"))
+    from .profile import add_arguments as profile_arguments
+
+    profile_arguments(sub.add_parser(
+        "profile", help="profile events projected/s beside bare fetch+ack and COPY, event -> profile-visible "
+                        "latency, replay cost, disk per million profiles"))
     return p
 
 
@@ -103,6 +110,10 @@ def main(argv: list[str] | None = None, prog: str = "python -m cdp_bench") -> in
         from .identity import run as run_identity
 
         result = run_identity(args)
+    elif args.bench == "profile":
+        from .profile import run as run_profile
+
+        result = run_profile(args)
     else:
         from .simulate import run_simulate_bench
 
