@@ -42,6 +42,9 @@ def calls(run: str, n: int, seed: int) -> list[ingest_pb2.Call]:
 
 
 async def profile_hash(stack) -> tuple[str, int]:
+    from cdp_profile.computing import drain
+
+    await drain(stack.services["profile"].runtime.pool)  # computed traits trail the events: settle them
     stub = profile_pb2_grpc.ProfileServiceStub(stack.channel("profile"))
     rows = [json.dumps(MessageToDict(p), sort_keys=True) async for p in stub.ExportProfiles(
         profile_pb2.ExportProfilesRequest())]

@@ -111,6 +111,8 @@ class Replay:
                     for r in self.runners:
                         r.stop()
                     await asyncio.gather(*tasks)
+                    if spec.replay_finish is not None:
+                        await spec.replay_finish(pool)
                     await self._swap()
                 finally:
                     await svc.resume_consumers()

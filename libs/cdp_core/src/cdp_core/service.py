@@ -65,6 +65,9 @@ class ServiceSpec:
     # Tables holding what operators set rather than what the log says (rules, definitions,
     # forget tombstones): carried over as they are when the projection is rebuilt (replay.py).
     replay_keeps: list[str] = field(default_factory=list)
+    # Work the projection leaves to a background task, done on the rebuilt tables before the
+    # swap (given the rebuild's pool).
+    replay_finish: Callable[[asyncpg.Pool], Awaitable[None]] | None = None
 
 
 class Service:

@@ -141,7 +141,7 @@ class ProfileProjection(Projection):
             (r.event.group_id, pid, occurred, event_id, r.event.traits_json)
             for (event_id, pid, occurred), (_, r) in zip(events, rs, strict=True)
             if r.event.kind == "group" and r.event.group_id])
-        await recompute(conn, set(figures))
+        await mark_dirty(conn, set(figures))  # computed traits: computing.py, off the hot path
         seen: set[str] = set()
         for (event_id, pid, _), (d, r) in zip(events, rs, strict=True):
             mine = sorted(n for (p, n) in changed if p == pid and winners[(p, n)][1] == event_id)
@@ -195,7 +195,7 @@ class ProfileProjection(Projection):
         await conn.execute("UPDATE profiles SET event_count = 0, first_seen = NULL, last_seen = NULL "
                            "WHERE profile_id = $1", merged)
         await conn.execute("DELETE FROM profile_computed WHERE profile_id = $1", merged)
-        await recompute(conn, {survivor})
+        await mark_dirty(conn, {survivor})
         outbox.add(envelope.make(
             "cdp.profile.changed",
             profile_events.ProfileChanged(profile_id=survivor, event_count=count, event_id=m.event_id),
@@ -222,9 +222,17 @@ async def forget_profiles(conn: asyncpg.Connection, ids: set[str]) -> None:
     await lock_profiles(conn, ids)
     ids = ids | {r[0] for r in await conn.fetch(
         "SELECT profile_id FROM profiles WHERE merged_into = ANY($1::text[])", sorted(ids))}
-    for table in ("profile_events", "profile_traits", "profile_identifiers", "profile_computed", "profiles"):
+    for table in ("profile_events", "profile_traits", "profile_identifiers", "profile_computed", "profile_dirty",
+                  "profiles"):
         await conn.execute(f"DELETE FROM {table} WHERE profile_id = ANY($1::text[])", sorted(ids))
     await accounts.drop_memberships(conn, sorted(ids))
+
+
+async def mark_dirty(conn: asyncpg.Connection, pids: set[str]) -> None:
+    """Marks profiles whose computed traits must be computed again (computing.Recomputer)."""
+    if pids:
+        await conn.execute("INSERT INTO profile_dirty (profile_id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING",
+                           sorted(pids))
 
 
 async def recompute(conn: asyncpg.Connection, pids: set[str]) -> None:

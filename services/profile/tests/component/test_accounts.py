@@ -251,8 +251,12 @@ async def test_the_access_request_returns_everything_held_about_the_person(stack
     ids.append(await w.identify({"name": "Ada L."}, T0 + timedelta(minutes=9), user_id=user))
     p = await w.profile("user_id", user, 8)
 
-    parts = [x async for x in w.profiles.GetPersonData(profile_pb2.GetPersonDataRequest(
-        identifier=ident("email", email.upper())))]
+    async def computed():  # computed traits trail the events (computing.py)
+        parts = [x async for x in w.profiles.GetPersonData(profile_pb2.GetPersonDataRequest(
+            identifier=ident("email", email.upper())))]
+        return parts if parts[0].person.computed_json else None
+
+    parts = await eventually(computed)
     person = parts[0].person
     assert person.profile_id == p.profile_id and person.event_count == 8
     assert {(i.type, i.value) for i in person.identifiers} == {("user_id", user), ("email", email)}

@@ -1,0 +1,76 @@
+"""Computed traits, computed off the projection's hot path.
+
+The projection only marks the profiles a batch touched (`projection.mark_dirty`, in its own
+transaction);
+the recomputer takes the marked profiles in batches, locks them as the projection does
+(advisory locks in a fixed order, so it never interleaves with a batch or a merge on the
+same profiles), computes them afresh from all their events (`projection.recompute`: exact,
+order-independent) and clears the marks. A profile that gets many events in a moment is
+computed once. Computed traits therefore trail the events by about `INTERVAL_S` plus one
+batch; the events, traits and identifiers themselves are visible at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import structlog
+
+from .projection import lock_profiles, recompute
+
+BATCH = 200  # profiles computed per transaction
+INTERVAL_S = 0.1  # how long an idle recomputer waits before looking again
+log = structlog.get_logger("cdp.profile.computing")
+
+
+async def recompute_marked(pool: asyncpg.Pool, batch: int = BATCH) -> int:
+    """Computes up to `batch` marked profiles; returns how many marks it cleared."""
+    async with pool.acquire() as conn, conn.transaction():
+        ids = [r[0] for r in await conn.fetch(
+            "SELECT profile_id FROM profile_dirty ORDER BY marked_at, profile_id LIMIT $1", batch)]
+        if not ids:
+            return 0
+        canon = await lock_profiles(conn, set(ids))  # then the marks cannot change under us
+        cleared = [r[0] for r in await conn.fetch(
+            "DELETE FROM profile_dirty WHERE profile_id = ANY($1::text[]) RETURNING profile_id", ids)]
+        live = {p for p in cleared if p not in canon}  # a profile merged away has no traits of its own
+        await recompute(conn, live)
+        return len(cleared)
+
+
+async def drain(pool: asyncpg.Pool) -> None:
+    """Computes every marked profile (a rebuild does before it is swapped in)."""
+    while await recompute_marked(pool):
+        pass
+
+
+class Recomputer:
+    def __init__(self, pool: asyncpg.Pool, *, interval_s: float = INTERVAL_S):
+        self.pool, self.interval_s = pool, interval_s
+        self._stop = asyncio.Event()
+        self.task: asyncio.Task | None = None
+        self.computed = 0
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._run(), name="computed-traits")
+
+    async def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                n = await recompute_marked(self.pool)
+            except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError, OSError, asyncpg.InterfaceError,
+                    asyncpg.PostgresConnectionError) as e:
+                log.warning("computed traits: retrying", error=type(e).__name__)
+                n = 0
+            self.computed += n
+            if n == 0:
+                try:
+                    await asyncio.wait_for(self._stop.wait(), self.interval_s)
+                except TimeoutError:
+                    pass
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self.task is not None:
+            await asyncio.gather(self.task, return_exceptions=True)
