@@ -30,10 +30,11 @@ costs today, and disk per million profiles — each beside a baseline measured i
    "profile-visible"; a sample is checked in the profile database afterwards. Baseline: bare
    JetStream on the same schedule with a message of the same size: `js.publish` to a throwaway
    file-storage stream, a durable pull consumer (fetch 256, ack each) receiving it.
-3. **Replay.** `cdp replay profile` is not built yet. What a replay costs today: a fresh
-   profile database with a new durable consumer reading the whole stream from sequence 1 —
-   exactly the drain of (1), so replay events/s = (1)'s figure, set beside the steady ingest
-   rate (`--rate`, the rate of the latency goal).
+3. **Replay.** `cdp replay profile` runs the same projection code with its own durable
+   consumer reading the whole stream from sequence 1 into a fresh schema — what the drain of
+   (1) measures (a fresh database, a new consumer from sequence 1), so replay events/s = (1)'s
+   figure, set beside the steady ingest rate (`--rate`, the rate of the latency goal). The
+   command itself (its swap) is not timed here.
 4. **Disk per million profiles.** After the first drain: `VACUUM ANALYZE`, then
    `pg_total_relation_size` (heap + indexes + TOAST) of every table of the profile database,
    per profile and per event, scaled to a million profiles at the workload's events per
@@ -818,9 +819,9 @@ async def throughput(env: Env, *, events: int, events_per_profile: float, repeti
     if figs and "held" in figs[-1]:
         out["latency"] = figs[-1]["held"]
     replay = out["vs_fetch_ack"]["figure"]
-    out["replay"] = {"built": False,
-                     "how": "no `cdp replay profile` yet: a fresh profile database with a new durable consumer "
-                            "reading CDP_IDENTITY from sequence 1, i.e. the drain above",
+    out["replay"] = {"built": True,
+                     "how": "the projection code `cdp replay profile` runs, measured as the drain above: a fresh "
+                            "database and a new durable consumer reading CDP_IDENTITY from sequence 1",
                      "events_per_s": replay, "steady_rate_per_s": rate, "ratio_to_steady": replay / rate}
     return out
 
@@ -896,7 +897,7 @@ def render(result: dict) -> str:
                   f"{lat['sample_in_profile_store']}; goal p99 < 100 ms: "
                   f"{'met' if lat['p99']['figure'] < 100 else 'NOT met'}"]
     rp = r["replay"]
-    lines.append(f"3. replay (not built; {rp['how']}): {rp['events_per_s']:,.0f} events/s = "
+    lines.append(f"3. replay ({rp['how']}): {rp['events_per_s']:,.0f} events/s = "
                  f"{rp['ratio_to_steady']:.2f}× the steady {rp['steady_rate_per_s']:g}/s; goal ≥ 3×: "
                  f"{'met' if rp['ratio_to_steady'] >= 3 else 'NOT met'}")
     d = r.get("disk")
