@@ -247,3 +247,33 @@ async def paced(rate: float, n: int, send) -> int:
         tasks.append(asyncio.create_task(send(i, at)))
     await asyncio.gather(*tasks)
     return n
+
+
+async def fetch_ack_baseline(bus, stream: str, batch: int = 256) -> dict:
+    """The bare consumer a projection is compared with: a durable pull consumer over every
+    message of `stream`, fetch `batch`, ack each message; msgs/s."""
+    import secrets
+    import time
+
+    from nats.js import api
+
+    n = (await bus.js.stream_info(stream)).state.messages
+    durable = f"bench-fetch-{secrets.token_hex(3)}"
+    await bus.js.add_consumer(stream, api.ConsumerConfig(durable_name=durable, deliver_policy=api.DeliverPolicy.ALL,
+                                                         ack_policy=api.AckPolicy.EXPLICIT, max_ack_pending=10_000))
+    sub = await bus.js.pull_subscribe_bind(durable, stream)
+    got = 0
+    try:
+        t = time.perf_counter()
+        while got < n:
+            msgs = await sub.fetch(batch, timeout=5)
+            for m in msgs:
+                await m.ack()
+            got += len(msgs)
+        secs = time.perf_counter() - t
+    finally:
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+        with contextlib.suppress(Exception):
+            await bus.js.delete_consumer(stream, durable)
+    return {"fetch_ack_msgs_per_s": got / secs, "fetch_ack_seconds": secs}

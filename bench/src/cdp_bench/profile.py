@@ -72,6 +72,7 @@ from cdp_core.bus import DUPLICATE_WINDOW_S, Bus, Outgoing, stream_name
 from cdp_core.processes import spawn_service, wait_serving
 from cdp_core.settings import with_database
 
+from . import harness
 from .harness import Comparison, machine_info, median, now_iso, paced, percentile, ratio, render_comparison
 from .stack import _terminate, random_secret, start_infra, stop_infra
 
@@ -509,29 +510,8 @@ def _ts(sec: int):
 
 
 async def fetch_ack_baseline(bus: Bus) -> dict:
-    """A bare durable pull consumer over CDP_IDENTITY: fetch 256, ack each message; msgs/s."""
-    from nats.js import api
-
-    n = (await bus.js.stream_info(IDENTITY)).state.messages
-    durable = f"bench-fetch-{secrets.token_hex(3)}"
-    await bus.js.add_consumer(IDENTITY, api.ConsumerConfig(durable_name=durable, deliver_policy=api.DeliverPolicy.ALL,
-                                                           ack_policy=api.AckPolicy.EXPLICIT, max_ack_pending=10_000))
-    sub = await bus.js.pull_subscribe_bind(durable, IDENTITY)
-    got = 0
-    try:
-        t = time.perf_counter()
-        while got < n:
-            msgs = await sub.fetch(BATCH, timeout=5)
-            for m in msgs:
-                await m.ack()
-            got += len(msgs)
-        secs = time.perf_counter() - t
-    finally:
-        with contextlib.suppress(Exception):
-            await sub.unsubscribe()
-        with contextlib.suppress(Exception):
-            await bus.js.delete_consumer(IDENTITY, durable)
-    return {"fetch_ack_msgs_per_s": got / secs, "fetch_ack_seconds": secs}
+    """The bare fetch+ack loop over IDENTITY (harness.fetch_ack_baseline)."""
+    return await harness.fetch_ack_baseline(bus, IDENTITY, BATCH)
 
 
 # --- latency ------------------------------------------------------------------------------------------
