@@ -74,7 +74,7 @@ from cdp_core.settings import with_database
 
 from . import harness
 from .harness import Comparison, machine_info, median, now_iso, paced, percentile, ratio, render_comparison
-from .stack import _terminate, random_secret, start_infra, stop_infra
+from .stack import Env, _terminate, drop_database, random_secret, service_env, start_infra, stop_infra, table_sizes
 
 IDENTITY = stream_name("identity")
 RESOLVED = "cdp.identity.resolved"
@@ -322,27 +322,6 @@ async def publish(bus: Bus, msgs: list[Outgoing], chunk: int = 1000) -> float:
 # --- one profile process --------------------------------------------------------------------------
 
 
-@dataclass
-class Env:
-    infra: object
-    root: Path
-    secret: str
-    bus: Bus
-
-
-def _profile_env(env: Env, db: str, port: int) -> dict:
-    return {"CDP_NATS_URL": env.infra.nats_url, "CDP_DATABASE_URL": env.infra.database_url,
-            "CDP_PROFILE_DATABASE_URL": db, "CDP_PROFILE_GRPC_PORT": str(port), "CDP_GRPC_HOST": "127.0.0.1",
-            "CDP_HTTP_PORT": str(embedded.free_port()), "CDP_AUTH_SECRET": env.secret, "CDP_LOG_LEVEL": "warning",
-            "CDP_SHUTDOWN_GRACE_S": "2"}
-
-
-async def _drop_db(server: str, name: str) -> None:
-    admin = await asyncpg.connect(with_database(server, "postgres"))
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
 
 
 Hold = Callable[[asyncpg.Connection, subprocess.Popen], Awaitable[dict]]
@@ -361,7 +340,7 @@ async def drain_once(env: Env, *, timeout_s: float = 1800, sizes: bool = False, 
     db = with_database(env.infra.database_url, name)
     port = embedded.free_port()
     log = env.root / "logs" / f"{name}.log"
-    proc = spawn_service("profile", _profile_env(env, db, port), log)
+    proc = spawn_service("profile", service_env(env, "profile", db, port), log)
     spy = None
     try:
         await wait_serving(f"127.0.0.1:{port}", proc, timeout=120)
@@ -444,7 +423,7 @@ async def drain_once(env: Env, *, timeout_s: float = 1800, sizes: bool = False, 
                 spy.wait(30)
         await asyncio.to_thread(_terminate, [proc])
         with contextlib.suppress(Exception):
-            await _drop_db(env.infra.database_url, name)
+            await drop_database(env.infra.database_url, name)
         with contextlib.suppress(Exception):
             await env.bus.js.delete_consumer(IDENTITY, "profile")
     return out
@@ -452,13 +431,7 @@ async def drain_once(env: Env, *, timeout_s: float = 1800, sizes: bool = False, 
 
 async def store_sizes(conn: asyncpg.Connection) -> dict:
     """Bytes per table (heap + indexes + TOAST) of the profile store, per profile and per event."""
-    await conn.execute("VACUUM ANALYZE")
-    rows = await conn.fetch(
-        "SELECT c.relname, pg_total_relation_size(c.oid) AS total, pg_relation_size(c.oid) AS heap, "
-        "pg_indexes_size(c.oid) AS idx "
-        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = 'public' AND c.relkind = 'r' ORDER BY total DESC")
-    tables = {r["relname"]: {"bytes": r["total"], "heap": r["heap"], "indexes": r["idx"]} for r in rows}
+    tables = await table_sizes(conn)
     profiles = await conn.fetchval("SELECT count(*) FROM profiles WHERE merged_into IS NULL")
     events = await conn.fetchval("SELECT count(*) FROM profile_events")
     total = sum(t["bytes"] for t in tables.values())
@@ -771,7 +744,7 @@ async def throughput(env: Env, *, events: int, events_per_profile: float, repeti
                     fetches.append(await fetch_ack_baseline(env.bus))
     finally:
         with contextlib.suppress(Exception):
-            await _drop_db(env.infra.database_url, base_db)
+            await drop_database(env.infra.database_url, base_db)
 
     def comp(name: str, base: list[dict], bmetric: str) -> dict:
         fr, br = [f["events_per_s"] for f in figs], [b[bmetric] for b in base]

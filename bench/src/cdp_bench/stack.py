@@ -200,3 +200,43 @@ def _tail(path: Path, n: int = 30) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
     except OSError:
         return ""
+
+
+@dataclass
+class Env:
+    """What a benchmark of one service process holds: the servers, a work folder, the token
+    secret and a bus."""
+
+    infra: object
+    root: Path
+    secret: str
+    bus: object
+
+
+def service_env(env: Env, service: str, db: str, port: int, extra: dict | None = None) -> dict:
+    """The environment of one `python -m cdp_<service>` process on `db`, quiet, on `port`."""
+    key = service.upper().replace("-", "_")
+    return {"CDP_NATS_URL": env.infra.nats_url, "CDP_DATABASE_URL": env.infra.database_url,
+            f"CDP_{key}_DATABASE_URL": db, f"CDP_{key}_GRPC_PORT": str(port), "CDP_GRPC_HOST": "127.0.0.1",
+            "CDP_HTTP_PORT": str(embedded.free_port()), "CDP_AUTH_SECRET": env.secret, "CDP_LOG_LEVEL": "warning",
+            "CDP_SHUTDOWN_GRACE_S": "2", **(extra or {})}
+
+
+async def drop_database(server: str, name: str) -> None:
+    admin = await asyncpg.connect(with_database(server, "postgres"))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+async def table_sizes(conn) -> dict[str, dict[str, int]]:
+    """After VACUUM ANALYZE: bytes of each table of the public schema (heap + indexes + TOAST),
+    its heap and its indexes."""
+    await conn.execute("VACUUM ANALYZE")
+    rows = await conn.fetch(
+        "SELECT c.relname, pg_total_relation_size(c.oid) AS total, pg_relation_size(c.oid) AS heap, "
+        "pg_indexes_size(c.oid) AS idx "
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = 'public' AND c.relkind = 'r' ORDER BY total DESC")
+    return {r["relname"]: {"bytes": r["total"], "heap": r["heap"], "indexes": r["idx"]} for r in rows}
