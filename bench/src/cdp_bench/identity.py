@@ -59,7 +59,17 @@ from cdp_core.settings import with_database
 
 from . import harness
 from .harness import Comparison, machine_info, median, now_iso, ratio, render_comparison
-from .stack import Env, _terminate, drop_database, random_secret, service_env, start_infra, stop_infra, table_sizes
+from .stack import (
+    Env,
+    _terminate,
+    drop_database,
+    random_secret,
+    service_env,
+    start_infra,
+    stop_infra,
+    table_sizes,
+    watch_drain,
+)
 
 INGEST = stream_name("ingest")
 BATCH = 256  # the consumer's fetch size (cdp_core.consumer.ConsumerRunner)
@@ -239,29 +249,10 @@ async def drain_once(env: Env, *, timeout_s: float = 1800, sizes: bool = False, 
             spy = subprocess.Popen([exe, "record", "-p", str(proc.pid), "-r", "100",
                                     "-f", "raw", "-o", py_spy, "--nonblocking"], stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
-        import psutil
-
-        ps = psutil.Process(proc.pid)
-        rss_peak = ps.memory_info().rss
         conn = await asyncpg.connect(db)
         try:
-            t_first = seq_first = None
-            deadline = time.monotonic() + timeout_s
-            while True:
-                top = await conn.fetchval("SELECT max(stream_seq) FROM cdp_tracking WHERE consumer = 'identity'")
-                now = time.perf_counter()
-                with contextlib.suppress(psutil.Error):
-                    rss_peak = max(rss_peak, ps.memory_info().rss)
-                if top is not None and t_first is None:
-                    t_first, seq_first = now, top
-                if top is not None and top >= last:
-                    t_done = now
-                    break
-                if proc.poll() is not None:
-                    raise RuntimeError(f"identity exited with {proc.returncode}: see {log}")
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"identity did not reach sequence {last} within {timeout_s}s (at {top})")
-                await asyncio.sleep(0.05)
+            d = await watch_drain(conn, "identity", last, proc, timeout_s=timeout_s, log=log)
+            t_first, seq_first, t_done, rss_peak = d.t_first, d.seq_first, d.t_done, d.rss_peak
             while await conn.fetchval("SELECT count(*) FROM cdp_outbox"):  # the relay's lag behind the commits
                 await asyncio.sleep(0.1)
             t_relayed = time.perf_counter()

@@ -74,7 +74,17 @@ from cdp_core.settings import with_database
 
 from . import harness
 from .harness import Comparison, machine_info, median, now_iso, paced, percentile, ratio, render_comparison
-from .stack import Env, _terminate, drop_database, random_secret, service_env, start_infra, stop_infra, table_sizes
+from .stack import (
+    Env,
+    _terminate,
+    drop_database,
+    random_secret,
+    service_env,
+    start_infra,
+    stop_infra,
+    table_sizes,
+    watch_drain,
+)
 
 IDENTITY = stream_name("identity")
 RESOLVED = "cdp.identity.resolved"
@@ -352,27 +362,11 @@ async def drain_once(env: Env, *, timeout_s: float = 1800, sizes: bool = False, 
         import psutil
 
         ps = psutil.Process(proc.pid)
-        rss_peak = ps.memory_info().rss
         cpu0 = ps.cpu_times()
         conn = await asyncpg.connect(db)
         try:
-            t_first = seq_first = None
-            deadline = time.monotonic() + timeout_s
-            while True:
-                top = await conn.fetchval("SELECT max(stream_seq) FROM cdp_tracking WHERE consumer = 'profile'")
-                now = time.perf_counter()
-                with contextlib.suppress(psutil.Error):
-                    rss_peak = max(rss_peak, ps.memory_info().rss)
-                if top is not None and t_first is None:
-                    t_first, seq_first = now, top
-                if top is not None and top >= last:
-                    t_done = now
-                    break
-                if proc.poll() is not None:
-                    raise RuntimeError(f"profile exited with {proc.returncode}: see {log}")
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"profile did not reach sequence {last} within {timeout_s}s (at {top})")
-                await asyncio.sleep(0.05)
+            d = await watch_drain(conn, "profile", last, proc, timeout_s=timeout_s, log=log)
+            t_first, seq_first, t_done, rss_peak = d.t_first, d.seq_first, d.t_done, d.rss_peak
             cpu1 = ps.cpu_times()
             while await conn.fetchval("SELECT count(*) FROM cdp_outbox"):  # the relay's lag behind the commits
                 await asyncio.sleep(0.1)

@@ -240,3 +240,41 @@ async def table_sizes(conn) -> dict[str, dict[str, int]]:
         "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
         "WHERE n.nspname = 'public' AND c.relkind = 'r' ORDER BY total DESC")
     return {r["relname"]: {"bytes": r["total"], "heap": r["heap"], "indexes": r["idx"]} for r in rows}
+
+
+@dataclass
+class Drain:
+    """What watching a consumer drain its stream saw (perf_counter times)."""
+
+    t_first: float  # the first committed batch was seen
+    seq_first: int  # the highest sequence then
+    t_done: float  # the last sequence was reached
+    rss_peak: int  # bytes
+
+
+async def watch_drain(conn, consumer: str, last: int, proc: subprocess.Popen, *, timeout_s: float,
+                      log: Path, poll_s: float = 0.05) -> Drain:
+    """Polls the service's `cdp_tracking` until `consumer` has applied sequence `last`,
+    following the process's peak RSS; raises if it exits or the time runs out."""
+    import time
+
+    import psutil
+
+    ps = psutil.Process(proc.pid)
+    rss_peak = ps.memory_info().rss
+    t_first = seq_first = None
+    deadline = time.monotonic() + timeout_s
+    while True:
+        top = await conn.fetchval("SELECT max(stream_seq) FROM cdp_tracking WHERE consumer = $1", consumer)
+        now = time.perf_counter()
+        with contextlib.suppress(psutil.Error):
+            rss_peak = max(rss_peak, ps.memory_info().rss)
+        if top is not None and t_first is None:
+            t_first, seq_first = now, top
+        if top is not None and top >= last:
+            return Drain(t_first, seq_first, now, rss_peak)
+        if proc.poll() is not None:
+            raise RuntimeError(f"{consumer} exited with {proc.returncode}: see {log}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{consumer} did not reach sequence {last} within {timeout_s}s (at {top})")
+        await asyncio.sleep(poll_s)
