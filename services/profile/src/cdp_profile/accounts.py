@@ -27,7 +27,7 @@ from datetime import datetime
 
 import asyncpg
 
-from .queries import pg_json
+from .queries import json_object, pg_json
 
 UPSERT_ACCOUNTS = """
 INSERT INTO accounts AS a (account_id, first_seen, last_seen)
@@ -55,13 +55,6 @@ RETURNING account_id, profile_id, (xmax = 0) AS inserted
 """
 
 
-def _traits(text: str) -> dict:
-    if not text:
-        return {}
-    value = json.loads(text)
-    return value if isinstance(value, dict) else {}
-
-
 async def apply_group_calls(conn: asyncpg.Connection,
                             calls: list[tuple[str, str, datetime, str, str]]) -> set[tuple[str, str]]:
     """Folds group calls `(account id, canonical profile id, event time, event id, traits JSON)`
@@ -77,7 +70,7 @@ async def apply_group_calls(conn: asyncpg.Connection,
         s[0], s[1] = min(s[0], at), max(s[1], at)
         link = links.setdefault((account, pid), [at, at])
         link[0], link[1] = min(link[0], at), max(link[1], at)
-        for name, value in _traits(traits_json).items():
+        for name, value in json_object(traits_json).items():
             candidate = (at, event_id, pg_json(json.dumps(value)))
             if (account, name) not in winners or candidate[:2] > winners[(account, name)][:2]:
                 winners[(account, name)] = candidate

@@ -26,6 +26,7 @@ from cdp_core.errors import InvalidArgument
 
 from . import computed
 from . import declared as d
+from .queries import json_object
 
 log = logs.get_logger(__name__)
 
@@ -106,34 +107,29 @@ async def list_definitions(conn: asyncpg.Connection) -> list[Stored]:
 
 
 async def _compute_and_store(conn: asyncpg.Connection, pids: list[str], defs: list[tuple[d.TraitDefinition, int]],
-                             *, merge: bool) -> None:
-    """Computes `defs` for these profiles from their stored events, as of each one's latest
-    event. merge=False replaces a profile's values (the stream: every current definition);
-    merge=True adds to them (a backfill of some definitions)."""
-    latest = dict(await conn.fetch(
-        "SELECT profile_id, max(occurred_at) FROM profile_events WHERE profile_id = ANY($1::text[]) "
-        "GROUP BY profile_id", pids))
+                             *, merge: bool, events: dict[str, list[computed.Event]] | None = None) -> None:
+    """Computes `defs` for these profiles from their stored events (or from `events`, every
+    event of each profile that has any, when the caller has read them already), as of each
+    one's latest event. merge=False replaces a profile's values (the stream: every current
+    definition); merge=True adds to them (a backfill of some definitions)."""
+    if events is not None:
+        wanted = set(pids)
+        latest = {p: max(e.occurred_at for e in evs) for p, evs in events.items() if p in wanted and evs}
+    else:
+        latest = dict(await conn.fetch(
+            "SELECT profile_id, max(occurred_at) FROM profile_events WHERE profile_id = ANY($1::text[]) "
+            "GROUP BY profile_id", pids))
     gone = sorted(set(pids) - set(latest))
     if gone:  # merged away (their events moved to the survivor) or never had events
         await conn.execute("DELETE FROM profile_declared WHERE profile_id = ANY($1::text[])", gone)
     if not latest:
         return
-    # Only the events some definition can use: coarse filters pushed into SQL.
     defns = [x for x, _ in defs]
-    kinds = None if any(not x.kinds for x in defns) else sorted({k for x in defns for k in x.kinds})
-    names = None if any(not x.names for x in defns) else sorted({n for x in defns for n in x.names})
-    span = None if any(x.window is None for x in defns) else max(x.window for x in defns)
     ids = sorted(latest)
-    rows = await conn.fetch(
-        "SELECT e.profile_id, e.event_id, e.kind, e.event_name, e.occurred_at, e.properties::text "
-        "FROM profile_events e JOIN unnest($1::text[], $2::timestamptz[]) AS l(p, at) ON e.profile_id = l.p "
-        "WHERE ($3::interval IS NULL OR e.occurred_at >= l.at - $3::interval) "
-        "AND ($4::text[] IS NULL OR e.kind = ANY($4::text[])) "
-        "AND ($5::text[] IS NULL OR e.event_name = ANY($5::text[]))",
-        ids, [latest[p] for p in ids], span, kinds, names)
-    by_profile: dict[str, list[computed.Event]] = {p: [] for p in ids}
-    for r in rows:
-        by_profile[r[0]].append(computed.Event(r[1], r[2] or "", r[3] or "", r[4], _obj(r[5])))
+    if events is not None:  # evaluate_all applies each definition's filters and window itself
+        by_profile = {p: events[p] for p in ids}
+    else:
+        by_profile = await _usable_events(conn, ids, latest, defns)
     versions = json.dumps({x.name: v for x, v in defs}, sort_keys=True)
     values = [json.dumps(d.evaluate_all(defns, by_profile[p], latest[p]), sort_keys=True, ensure_ascii=False)
               for p in ids]
@@ -146,17 +142,32 @@ async def _compute_and_store(conn: asyncpg.Connection, pids: list[str], defs: li
         ids, values, versions, [latest[p] for p in ids])
 
 
-def _obj(text: str | None) -> dict:
-    if not text:
-        return {}
-    value = json.loads(text)
-    return value if isinstance(value, dict) else {}
+async def _usable_events(conn: asyncpg.Connection, ids: list[str], latest: dict, defns: list[d.TraitDefinition]
+                         ) -> dict[str, list[computed.Event]]:
+    """The stored events some definition can use: coarse filters (kinds, names, the widest
+    window) pushed into SQL."""
+    kinds = None if any(not x.kinds for x in defns) else sorted({k for x in defns for k in x.kinds})
+    names = None if any(not x.names for x in defns) else sorted({n for x in defns for n in x.names})
+    span = None if any(x.window is None for x in defns) else max(x.window for x in defns)
+    rows = await conn.fetch(
+        "SELECT e.profile_id, e.event_id, e.kind, e.event_name, e.occurred_at, e.properties::text "
+        "FROM profile_events e JOIN unnest($1::text[], $2::timestamptz[]) AS l(p, at) ON e.profile_id = l.p "
+        "WHERE ($3::interval IS NULL OR e.occurred_at >= l.at - $3::interval) "
+        "AND ($4::text[] IS NULL OR e.kind = ANY($4::text[])) "
+        "AND ($5::text[] IS NULL OR e.event_name = ANY($5::text[]))",
+        ids, [latest[p] for p in ids], span, kinds, names)
+    by_profile: dict[str, list[computed.Event]] = {p: [] for p in ids}
+    for r in rows:
+        by_profile[r[0]].append(computed.Event(r[1], r[2] or "", r[3] or "", r[4], json_object(r[5])))
+    return by_profile
 
 
-async def recompute_declared(conn: asyncpg.Connection, pids) -> None:
+async def recompute_declared(conn: asyncpg.Connection, pids,
+                             events: dict[str, list[computed.Event]] | None = None) -> None:
     """The projection's hook: recomputes every declared trait of these profiles from all
     their events (exact, order-independent), replacing their stored values. The caller holds
-    the profiles' locks. Costs one small query when no trait is declared."""
+    the profiles' locks. Costs one small query when no trait is declared. `events`: every
+    event of each of these profiles that has any, when the caller has read them already."""
     if not pids:
         return
     defs = await definitions(conn)
@@ -166,7 +177,7 @@ async def recompute_declared(conn: asyncpg.Connection, pids) -> None:
     # Profiles merged into these ones keep no values (their events moved here).
     await conn.execute("DELETE FROM profile_declared WHERE profile_id IN "
                        "(SELECT profile_id FROM profiles WHERE merged_into = ANY($1::text[]))", ids)
-    await _compute_and_store(conn, ids, defs, merge=False)
+    await _compute_and_store(conn, ids, defs, merge=False, events=events)
 
 
 # --- definitions ---------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from cdp_core.outbox import OutboxWriter
 
 from . import accounts, computed
 from .declared_store import recompute_declared
-from .queries import channel_of, pg_json
+from .queries import channel_of, json_object, pg_json
 
 UPSERT_TRAITS = """
 INSERT INTO profile_traits AS t (profile_id, name, value, updated_at, event_id)
@@ -77,13 +77,6 @@ async def lock_profiles(conn: asyncpg.Connection, profile_ids: set[str]) -> dict
         profile_ids = profile_ids | survivors
 
 
-def traits_of(traits_json: str) -> dict:
-    if not traits_json:
-        return {}
-    value = json.loads(traits_json)
-    return value if isinstance(value, dict) else {}
-
-
 class ProfileProjection(Projection):
     name = "profile"
     source = "identity"
@@ -120,7 +113,7 @@ class ProfileProjection(Projection):
                 identifiers[(i.type, i.value)] = pid
             if r.event.kind == "group":  # a group call's traits are the account's (accounts.py)
                 continue
-            for name, value in traits_of(r.event.traits_json).items():
+            for name, value in json_object(r.event.traits_json).items():
                 candidate = (occurred, event_id, pg_json(json.dumps(value)))
                 if (pid, name) not in winners or candidate[:2] > winners[(pid, name)][:2]:
                     winners[(pid, name)] = candidate
@@ -247,7 +240,7 @@ async def recompute(conn: asyncpg.Connection, pids: set[str]) -> None:
         "source_kind FROM profile_events WHERE profile_id = ANY($1::text[])", sorted(pids))
     for r in rows:
         by_profile.setdefault(r[0], []).append(computed.Event(
-            r[1], r[2] or "", r[3] or "", r[4], _obj(r[5]), _obj(r[6]), _obj(r[7]), r[8] or ""))
+            r[1], r[2] or "", r[3] or "", r[4], json_object(r[5]), json_object(r[6]), json_object(r[7]), r[8] or ""))
     ids, values, as_of = [], [], []
     for pid, evs in by_profile.items():
         at = max(e.occurred_at for e in evs)
@@ -259,11 +252,4 @@ async def recompute(conn: asyncpg.Connection, pids: set[str]) -> None:
             "INSERT INTO profile_computed (profile_id, computed, as_of) "
             "SELECT * FROM unnest($1::text[], $2::jsonb[], $3::timestamptz[]) ON CONFLICT (profile_id) DO UPDATE "
             "SET computed = excluded.computed, as_of = excluded.as_of", ids, values, as_of)
-    await recompute_declared(conn, pids)  # declared computed traits (declared_store.py)
-
-
-def _obj(text: str | None) -> dict:
-    if not text:
-        return {}
-    value = json.loads(text)
-    return value if isinstance(value, dict) else {}
+    await recompute_declared(conn, pids, by_profile)  # declared computed traits, from the same events

@@ -72,6 +72,15 @@ def pg_json(text: str) -> str | None:
     return text
 
 
+def json_object(text: str | None) -> dict:
+    """A JSON object given as text (an event's traits, a jsonb column read as text) as a dict:
+    {} when empty or not an object."""
+    if not text:
+        return {}
+    value = json.loads(text)
+    return value if isinstance(value, dict) else {}
+
+
 # --- paging -------------------------------------------------------------------------------
 
 
