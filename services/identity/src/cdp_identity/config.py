@@ -22,13 +22,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import asyncpg
-import yaml
 
 from cdp_core.errors import InvalidArgument
 
 from .matching import MatchModel, Thresholds
 from .normalize import DEFAULT_REGION, IdentifierTypes, check_region
-from .rules import Rules, RulesError
+from .rules import Rules, RulesError, load_yaml
 
 TYPES_OPTION = "CDP_IDENTITY_TYPES"  # comma-separated custom identifier types
 REGION_OPTION = "CDP_IDENTITY_DEFAULT_REGION"
@@ -72,14 +71,7 @@ class IdentityConfig:
     def parse(cls, text: str, *, default_types: tuple[str, ...] = (), default_region: str = DEFAULT_REGION,
               version: int = 0) -> IdentityConfig:
         """Validates a document; RulesError names the first field at fault."""
-        try:
-            data = yaml.safe_load(text) if text.strip() else {}
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-            raise RulesError(f"is not valid YAML{where}", field="rules") from None
-        if data is None:
-            data = {}
+        data = load_yaml(text)
         if not isinstance(data, Mapping):
             raise RulesError("must be a mapping of settings", field="rules")
         custom = data.get("identifier_types", list(default_types))

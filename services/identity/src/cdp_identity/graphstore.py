@@ -239,13 +239,9 @@ async def insert_merges(conn: asyncpg.Connection, merges: list[tuple[Merge, str]
         "INSERT INTO merges (merge_id, survivor_id, merged_id, rule, identifier_type, identifier_value, event_id,"
         " confidence, survivor_reason, details) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb) "
         "ON CONFLICT (merge_id) DO UPDATE SET survivor_id = excluded.survivor_id, undone_by = NULL",
-        [(merge_id(m, e), m.survivor, m.merged, m.provenance.rule,
+        [(merge_key(e, m.merged), m.survivor, m.merged, m.provenance.rule,
           (m.provenance.identifier or ("", ""))[0], (m.provenance.identifier or ("", ""))[1], e,
           m.provenance.confidence, m.provenance.reason, details_of(m)) for m, e in merges])
-
-
-def merge_id(m: Merge, event_id: str) -> str:
-    return merge_key(event_id, m.merged)
 
 
 def details_of(m: Merge) -> str | None:
@@ -259,7 +255,7 @@ def merged_event(m: Merge, event_id: str, cause: envelope.Envelope | None) -> en
         survivor_profile_id=m.survivor, merged_profile_id=m.merged, rule=p.rule,
         identifier=ident(p.identifier) if p.identifier else None, event_id=event_id,
         confidence=p.confidence, survivor_reason=p.reason, details_json=details_of(m) or "")
-    return envelope.make("cdp.identity.merged", msg, producer="identity", event_id=merge_id(m, event_id), cause=cause)
+    return envelope.make("cdp.identity.merged", msg, producer="identity", event_id=merge_key(event_id, m.merged), cause=cause)
 
 
 def resolved_event(cause: envelope.Envelope, out: Outcome, profile_id: str,
@@ -349,8 +345,9 @@ async def rebuild_profiles(conn: asyncpg.Connection, js, rules: Rules, pids: set
     events = [(r["seq"], r["event_id"], [dec(s) for s in r["keys"]]) for r in rows]
     all_keys = {k for _, _, ks in events for k in ks}
     seps = await separations(conn, all_keys)
-    g, assigned, outcomes = _replay(rules, events, seps, await links_of(conn, all_keys),
-                                    await sightings(conn, rules, all_keys))
+    outcomes: dict[int, Outcome] = {}
+    g, assigned = rebuild(rules, events, separations=seps, record=outcomes, links=await links_of(conn, all_keys),
+                          sightings=await sightings(conn, rules, all_keys))
     old_assigned = {r["seq"]: r["profile_id"] for r in rows}
     old_owner = await conn.fetch("SELECT type, value, profile_id FROM identifiers WHERE profile_id = ANY($1::text[])",
                                  sorted(live))
@@ -384,12 +381,6 @@ async def rebuild_profiles(conn: asyncpg.Connection, js, rules: Rules, pids: set
     return result
 
 
-def _replay(rules: Rules, events, seps, links, seen) -> tuple[Graph, dict[int, str], dict[int, Outcome]]:
-    outcomes: dict[int, Outcome] = {}
-    g, assigned = rebuild(rules, events, separations=seps, record=outcomes, links=links, sightings=seen)
-    return g, assigned, outcomes
-
-
 async def forget(conn: asyncpg.Connection, profile_id: str) -> tuple[list[str], int]:
     """Removes a live profile and every profile merged into it from the graph, keeping
     hashed tombstones of its identifiers. Returns (profile ids, identifiers forgotten)."""
@@ -411,8 +402,8 @@ async def forget(conn: asyncpg.Connection, profile_id: str) -> tuple[list[str], 
                        ("candidates", "other_profile_id"), ("profiles", "profile_id"), ("merges", "survivor_id"),
                        ("merges", "merged_id")):
         await conn.execute(f"DELETE FROM {table} WHERE {col} = ANY($1::text[])", ids)
-    for table in ("separations", "links"):
-        for side in (("type", "value"),) if table == "separations" else (("a_type", "a_value"), ("b_type", "b_value")):
-            await conn.execute(f"DELETE FROM {table} WHERE ({side[0]}, {side[1]}) IN "
-                               "(SELECT * FROM unnest($1::text[], $2::text[]))", *_cols(keys))
+    for table, type_col, value_col in (("separations", "type", "value"), ("links", "a_type", "a_value"),
+                                       ("links", "b_type", "b_value")):
+        await conn.execute(f"DELETE FROM {table} WHERE ({type_col}, {value_col}) IN "
+                           "(SELECT * FROM unnest($1::text[], $2::text[]))", *_cols(keys))
     return ids, len(keys)

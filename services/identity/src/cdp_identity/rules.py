@@ -187,13 +187,7 @@ class Rules:
     @classmethod
     def from_yaml(cls, text: str, *, types: IdentifierTypes = DEFAULT_TYPES,
                   default_region: str = DEFAULT_REGION) -> Rules:
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-            raise RulesError(f"is not valid YAML{where}", field="rules") from None
-        return cls.from_dict({} if data is None else data, types=types, default_region=default_region)
+        return cls.from_dict(load_yaml(text), types=types, default_region=default_region)
 
     @classmethod
     def from_dict(cls, data: Mapping, *, types: IdentifierTypes = DEFAULT_TYPES,
@@ -320,6 +314,18 @@ class Rules:
         if b is not None:
             return b
         return next((r for r in self._regexes if r.matches(key)), None)  # type: ignore[attr-defined]
+
+
+def load_yaml(text: str) -> object:
+    """A rules document's YAML ({} when empty); RulesError with the line and column when it
+    is not YAML."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise RulesError(f"is not valid YAML{where}", field="rules") from None
+    return {} if data is None else data
 
 
 def conflict_of(rules: Rules, side: Mapping[str, set[str] | frozenset[str]],
