@@ -308,8 +308,9 @@ class ConsumerRunner:
                     result.applied = await self.p.handle_batch(conn, [d for _, d in todo], outbox)
                 result.ignored = len(todo) - result.applied
                 for m, d in todo:
-                    if d.rejection is not None:
+                    if d.rejection is not None:  # handled, but kept in failed events: not applied
                         failures.append((m, d.rejection[:2000], d.envelope.event_id))
+                        result.applied -= 1
             else:
                 for m, d in todo:
                     mark = outbox.mark()

@@ -148,11 +148,10 @@ class Replay:
     async def _swap(self) -> None:
         pool = self.service.runtime.pool
         async with pool.acquire() as conn, conn.transaction():
-            # history is not published again; what the live side had not published yet is
-            await conn.execute(f"DELETE FROM {SCHEMA}.cdp_outbox")
+            # the rebuild's outbox is history (not published again) and its failed events are
+            # found again: both tables become the live ones, whose rows are not settled yet
             for table in ("cdp_outbox", "cdp_failed_events"):
-                if table == "cdp_failed_events":
-                    await conn.execute(f"DELETE FROM {SCHEMA}.{table}")
+                await conn.execute(f"DELETE FROM {SCHEMA}.{table}")
                 await conn.execute(f"INSERT INTO {SCHEMA}.{table} SELECT * FROM public.{table}")
                 await conn.execute(
                     f"SELECT setval(pg_get_serial_sequence('{SCHEMA}.{table}', 'id'), "
