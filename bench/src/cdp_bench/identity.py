@@ -52,19 +52,18 @@ from pathlib import Path
 import asyncpg
 
 from cdp.ingest.v1 import events_pb2 as ingest_events
-from cdp_core import embedded, envelope
+from cdp_core import envelope
 from cdp_core.bus import Bus, Outgoing, stream_name
-from cdp_core.processes import spawn_service, wait_serving
 from cdp_core.settings import with_database
 
 from . import harness
 from .harness import Comparison, machine_info, median, now_iso, ratio, render_comparison
 from .stack import (
     Env,
-    _terminate,
     drop_database,
+    publish_all,
     random_secret,
-    service_env,
+    service_process,
     start_infra,
     stop_infra,
     table_sizes,
@@ -209,16 +208,7 @@ def make_workload(n: int, *, merge_share: float = 0.0, seed: int = 1) -> Workloa
     return Workload(out, kinds, intended)
 
 
-async def publish(bus: Bus, msgs: list[Outgoing], chunk: int = 1000) -> float:
-    t = time.perf_counter()
-    for i in range(0, len(msgs), chunk):
-        await bus.publish_batch(msgs[i:i + chunk])
-    return time.perf_counter() - t
-
-
 # --- one identity process -----------------------------------------------------------------------
-
-
 
 
 async def _last_seq(env: Env) -> int:
@@ -228,30 +218,13 @@ async def _last_seq(env: Env) -> int:
 async def drain_once(env: Env, *, timeout_s: float = 1800, sizes: bool = False, py_spy: str | None = None) -> dict:
     """Starts one identity process on a fresh database and durable consumer, times how fast it
     resolves everything in CDP_INGEST, stops it. Returns the figures (and the store's sizes)."""
-    with contextlib.suppress(Exception):
-        await env.bus.js.delete_consumer(INGEST, "identity")
     state = (await env.bus.js.stream_info(INGEST)).state
     first, last, n = state.first_seq, state.last_seq, state.messages
-    name = f"bench_{secrets.token_hex(4)}_identity"
-    db = with_database(env.infra.database_url, name)
-    port = embedded.free_port()
-    log = env.root / "logs" / f"{name}.log"
-    proc = spawn_service("identity", service_env(env, "identity", db, port), log)
-    spy = None
-    try:
-        await wait_serving(f"127.0.0.1:{port}", proc, timeout=120)
-        t_serving = time.perf_counter()
-        if py_spy:
-            import subprocess
-            import sys
-
-            exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-            spy = subprocess.Popen([exe, "record", "-p", str(proc.pid), "-r", "100",
-                                    "-f", "raw", "-o", py_spy, "--nonblocking"], stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)
-        conn = await asyncpg.connect(db)
+    async with service_process(env, "identity", INGEST, py_spy=py_spy) as run:
+        proc, t_serving = run.proc, run.t_serving
+        conn = await asyncpg.connect(run.db)
         try:
-            d = await watch_drain(conn, "identity", last, proc, timeout_s=timeout_s, log=log)
+            d = await watch_drain(conn, "identity", last, proc, timeout_s=timeout_s, log=run.log)
             t_first, seq_first, t_done, rss_peak = d.t_first, d.seq_first, d.t_done, d.rss_peak
             while await conn.fetchval("SELECT count(*) FROM cdp_outbox"):  # the relay's lag behind the commits
                 await asyncio.sleep(0.1)
@@ -279,18 +252,6 @@ async def drain_once(env: Env, *, timeout_s: float = 1800, sizes: bool = False, 
                 out["sizes"] = await store_sizes(conn)
         finally:
             await conn.close()
-    finally:
-        if spy is not None:
-            import signal as _signal
-
-            spy.send_signal(_signal.SIGINT)
-            with contextlib.suppress(Exception):
-                spy.wait(30)
-        await asyncio.to_thread(_terminate, [proc])
-        with contextlib.suppress(Exception):
-            await drop_database(env.infra.database_url, name)
-        with contextlib.suppress(Exception):
-            await env.bus.js.delete_consumer(INGEST, "identity")
     return out
 
 
@@ -355,7 +316,7 @@ async def throughput(env: Env, *, events: int, merge_share: float, repetitions: 
     t = time.perf_counter()
     wl = make_workload(events, merge_share=merge_share, seed=seed)
     gen_s = time.perf_counter() - t
-    pub_s = await publish(env.bus, wl.messages)
+    pub_s = await publish_all(env.bus, wl.messages)
     del wl.messages[:]
     admin = await asyncpg.connect(with_database(env.infra.database_url, "postgres"))
     base_db = f"bench_{secrets.token_hex(4)}_copy"

@@ -53,7 +53,6 @@ import random
 import secrets
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -67,19 +66,18 @@ from cdp.common.v1 import identifier_pb2
 from cdp.identity.v1 import events_pb2 as identity_events
 from cdp.ingest.v1 import events_pb2 as ingest_events
 from cdp.profile.v1 import events_pb2 as profile_events
-from cdp_core import embedded, envelope
+from cdp_core import envelope
 from cdp_core.bus import DUPLICATE_WINDOW_S, Bus, Outgoing, stream_name
-from cdp_core.processes import spawn_service, wait_serving
 from cdp_core.settings import with_database
 
 from . import harness
 from .harness import Comparison, machine_info, median, now_iso, paced, percentile, ratio, render_comparison
 from .stack import (
     Env,
-    _terminate,
     drop_database,
+    publish_all,
     random_secret,
-    service_env,
+    service_process,
     start_infra,
     stop_infra,
     table_sizes,
@@ -322,16 +320,7 @@ def workload_shape(wl: Workload) -> dict:
             "kinds": dict(wl.kinds), "mean_envelope_bytes": sum(len(m.data) for m in wl.messages) / len(wl.messages)}
 
 
-async def publish(bus: Bus, msgs: list[Outgoing], chunk: int = 1000) -> float:
-    t = time.perf_counter()
-    for i in range(0, len(msgs), chunk):
-        await bus.publish_batch(msgs[i:i + chunk])
-    return time.perf_counter() - t
-
-
 # --- one profile process --------------------------------------------------------------------------
-
-
 
 
 Hold = Callable[[asyncpg.Connection, subprocess.Popen], Awaitable[dict]]
@@ -342,30 +331,17 @@ async def drain_once(env: Env, *, timeout_s: float = 1800, sizes: bool = False, 
     """Starts one profile process on a fresh database and durable consumer, times how fast it
     projects everything in CDP_IDENTITY; with `hold`, keeps it running (caught up) for that
     coroutine (the latency run); stops it. Returns the figures (and the store's sizes)."""
-    with contextlib.suppress(Exception):
-        await env.bus.js.delete_consumer(IDENTITY, "profile")
     state = (await env.bus.js.stream_info(IDENTITY)).state
     first, last, n = state.first_seq, state.last_seq, state.messages
-    name = f"bench_{secrets.token_hex(4)}_profile"
-    db = with_database(env.infra.database_url, name)
-    port = embedded.free_port()
-    log = env.root / "logs" / f"{name}.log"
-    proc = spawn_service("profile", service_env(env, "profile", db, port), log)
-    spy = None
-    try:
-        await wait_serving(f"127.0.0.1:{port}", proc, timeout=120)
-        t_serving = time.perf_counter()
-        if py_spy:
-            exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-            spy = subprocess.Popen([exe, "record", "-p", str(proc.pid), "-r", "100", "-f", "raw", "-o", py_spy,
-                                    "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    async with service_process(env, "profile", IDENTITY, py_spy=py_spy) as run:
+        proc, t_serving = run.proc, run.t_serving
         import psutil
 
         ps = psutil.Process(proc.pid)
         cpu0 = ps.cpu_times()
-        conn = await asyncpg.connect(db)
+        conn = await asyncpg.connect(run.db)
         try:
-            d = await watch_drain(conn, "profile", last, proc, timeout_s=timeout_s, log=log)
+            d = await watch_drain(conn, "profile", last, proc, timeout_s=timeout_s, log=run.log)
             t_first, seq_first, t_done, rss_peak = d.t_first, d.seq_first, d.t_done, d.rss_peak
             cpu1 = ps.cpu_times()
             while await conn.fetchval("SELECT count(*) FROM cdp_outbox"):  # the relay's lag behind the commits
@@ -376,11 +352,7 @@ async def drain_once(env: Env, *, timeout_s: float = 1800, sizes: bool = False, 
             while has_dirty and await conn.fetchval("SELECT EXISTS (SELECT 1 FROM profile_dirty)"):
                 await asyncio.sleep(0.05)
             t_computed = time.perf_counter()
-            if spy is not None:
-                spy.send_signal(2)
-                with contextlib.suppress(Exception):
-                    spy.wait(30)
-                spy = None
+            run.stop_spy()  # the recording covers the drain, not what follows
             counted = seq_first - first + 1  # projected before the first observation: not timed
             secs = t_done - t_first
             timed_from = "first commit"
@@ -410,16 +382,6 @@ async def drain_once(env: Env, *, timeout_s: float = 1800, sizes: bool = False, 
                 out["held"] = await hold(conn, proc)
         finally:
             await conn.close()
-    finally:
-        if spy is not None:
-            spy.send_signal(2)
-            with contextlib.suppress(Exception):
-                spy.wait(30)
-        await asyncio.to_thread(_terminate, [proc])
-        with contextlib.suppress(Exception):
-            await drop_database(env.infra.database_url, name)
-        with contextlib.suppress(Exception):
-            await env.bus.js.delete_consumer(IDENTITY, "profile")
     return out
 
 
@@ -708,7 +670,7 @@ async def throughput(env: Env, *, events: int, events_per_profile: float, repeti
     wl = make_workload(events, events_per_profile=events_per_profile, seed=seed)
     gen_s = time.perf_counter() - t
     shape = workload_shape(wl)
-    pub_s = await publish(env.bus, wl.messages)
+    pub_s = await publish_all(env.bus, wl.messages)
     admin = await asyncpg.connect(with_database(env.infra.database_url, "postgres"))
     base_db = f"bench_{secrets.token_hex(4)}_copy"
     try:

@@ -278,3 +278,67 @@ async def watch_drain(conn, consumer: str, last: int, proc: subprocess.Popen, *,
         if time.monotonic() > deadline:
             raise TimeoutError(f"{consumer} did not reach sequence {last} within {timeout_s}s (at {top})")
         await asyncio.sleep(poll_s)
+
+
+async def publish_all(bus, msgs: list, chunk: int = 1000) -> float:
+    """Publishes prepared messages in batches of `chunk` (every ack awaited); seconds taken."""
+    import time
+
+    t = time.perf_counter()
+    for i in range(0, len(msgs), chunk):
+        await bus.publish_batch(msgs[i:i + chunk])
+    return time.perf_counter() - t
+
+
+@dataclass
+class ServiceRun:
+    """One service process a benchmark started on a fresh database."""
+
+    proc: subprocess.Popen
+    db: str
+    log: Path
+    t_serving: float  # perf_counter when it answered SERVING
+    spy: subprocess.Popen | None = None
+
+    def stop_spy(self) -> None:
+        """Ends the py-spy recording (it writes its file on SIGINT)."""
+        if self.spy is not None:
+            self.spy.send_signal(signal.SIGINT)
+            with contextlib.suppress(Exception):
+                self.spy.wait(30)
+            self.spy = None
+
+
+@contextlib.asynccontextmanager
+async def service_process(env: Env, service: str, stream: str, *, py_spy: str | None = None
+                          ) -> AsyncIterator[ServiceRun]:
+    """`python -m cdp_<service>` on a fresh database with its durable consumer on `stream`
+    created afresh (so it reads from sequence 1), SERVING when yielded, recorded by py-spy
+    into `py_spy` if given; stopped, its database dropped and its consumer deleted after."""
+    import sys
+    import time
+
+    with contextlib.suppress(Exception):
+        await env.bus.js.delete_consumer(stream, service)
+    name = f"bench_{secrets.token_hex(4)}_{service}"
+    db = with_database(env.infra.database_url, name)
+    port = embedded.free_port()
+    log = env.root / "logs" / f"{name}.log"
+    proc = spawn_service(service, service_env(env, service, db, port), log)
+    run = None
+    try:
+        await wait_serving(f"127.0.0.1:{port}", proc, timeout=120)
+        run = ServiceRun(proc, db, log, time.perf_counter())
+        if py_spy:
+            exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+            run.spy = subprocess.Popen([exe, "record", "-p", str(proc.pid), "-r", "100", "-f", "raw", "-o", py_spy,
+                                        "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        yield run
+    finally:
+        if run is not None:
+            run.stop_spy()
+        await asyncio.to_thread(_terminate, [proc])
+        with contextlib.suppress(Exception):
+            await drop_database(env.infra.database_url, name)
+        with contextlib.suppress(Exception):
+            await env.bus.js.delete_consumer(stream, service)
