@@ -17,6 +17,12 @@ nats-py reads them (a single-response subscription whose "future" is `_AckSink`)
 one future per batch instead of a future, a semaphore slot, a done callback and a queued
 callback per message; PubAck objects are built only when read. When the nats-py client lacks
 the internals this uses, it falls back to `publish_async` per message.
+
+`fetch` and `settle` are the consumer's side: a pull of up to N messages that takes the
+delivered messages off the subscription's queue as they are (nats-py's fetch waits for each
+message through a new task with its own timeout), and the acks and terms of a batch written as
+one command (nats-py's `Msg.ack()` writes and flushes one at a time). Both send exactly what
+nats-py sends; without the internals they need, they call nats-py's own.
 """
 
 from __future__ import annotations
@@ -54,6 +60,17 @@ _HEADER_KEY_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _HEADER_VALUE_NEWLINES = str.maketrans({"\r": " ", "\n": " "})
 _SUBJECT_INVALID_RE = re.compile(r"[ \t\r\n]")
 _NO_RESPONDERS = "503"
+# Pull-request answers (nats-py's JetStreamContext handles them alike): the end of a request,
+# a heartbeat, and the temporary errors that end a request without failing the fetch.
+_PULL_DONE = {api.StatusCode.NO_MESSAGES, api.StatusCode.REQUEST_TIMEOUT, api.StatusCode.CONFLICT}
+_PULL_HEARTBEAT = api.StatusCode.CONTROL_MESSAGE
+# Once a waiting pull has delivered its first message, the fetch returns when no further
+# message arrives for this long (nats-py's fetch waits out the whole timeout instead, which
+# at a trickle holds each message for up to the timeout).
+PULL_LINGER_S = 0.002
+PULL_EXPIRY_MARGIN_S = 0.05
+_ACK = b"+ACK"
+_TERM = b"+TERM"
 
 
 def _encode_header(key: str, value: str) -> bytes:
@@ -406,5 +423,115 @@ class Bus:
         if not pending.remaining:
             pending.future.set_result(pending.acks)
 
+    async def fetch(self, psub, batch: int, timeout: float) -> list:
+        """Up to `batch` messages of a pull subscription (`js.pull_subscribe_bind`); [] when none
+        came within `timeout`. Like nats-py's fetch: messages already delivered come first, then a
+        no-wait request for the rest, and only when that finds none a waiting request that expires
+        with the timeout; a waiting request's late messages are taken by the next call."""
+        sub = getattr(psub, "_sub", None)
+        if not self._fast or not all(hasattr(psub, a) for a in ("_nms", "_deliver")) or \
+                not hasattr(sub, "_pending_queue"):
+            try:
+                return await psub.fetch(batch, timeout=timeout)
+            except (TimeoutError, nats.errors.TimeoutError):
+                return []
+        if self.nc.is_closed:
+            raise nats.errors.ConnectionClosedError
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        queue = sub._pending_queue
+        msgs: list = []
+        while not queue.empty() and len(msgs) < batch:  # late messages of an earlier waiting request
+            msg = _take(sub, queue.get_nowait())
+            if msg is not None and _status(msg) is None:
+                msgs.append(msg)
+        if len(msgs) >= batch:
+            return msgs
+        await self._pull(psub, {"batch": batch - len(msgs), "no_wait": True})
+        ended = await _collect(sub, queue, msgs, batch, deadline, None)
+        if msgs or not ended:  # something came, or the no-wait answer did not end in time
+            return msgs
+        # The request expires a little before the deadline, so its end (408) is normally read
+        # here rather than left on the queue for the next call.
+        remaining = deadline - loop.time()
+        expires_ns = int((remaining - min(PULL_EXPIRY_MARGIN_S, remaining / 10)) * 1e9)
+        if expires_ns <= 0:
+            return msgs
+        await self._pull(psub, {"batch": batch, "expires": expires_ns})
+        await _collect(sub, queue, msgs, batch, deadline, PULL_LINGER_S)
+        return msgs
+
+    async def _pull(self, psub, request: dict) -> None:
+        await self.nc.publish(psub._nms, json.dumps(request).encode(), psub._deliver)
+
+    async def settle(self, acks: Sequence, terms: Sequence = ()) -> None:
+        """Acknowledges `acks` and terminates `terms` (JetStream messages), written as one command:
+        the same PUBs `Msg.ack()` and `Msg.term()` send, flushed once."""
+        nc = self.nc
+        if not self._fast:
+            for m in acks:
+                await m.ack()
+            for m in terms:
+                await m.term()
+            return
+        parts = []
+        for msgs, body in ((acks, _ACK), (terms, _TERM)):
+            for m in msgs:
+                m._check_reply()  # a message without a reply subject or already acknowledged
+                parts.append(b"PUB %s %d\r\n%s\r\n" % (m.reply.encode(), len(body), body))
+        if not parts:
+            return
+        if nc.is_closed:
+            raise nats.errors.ConnectionClosedError
+        nc.stats["out_msgs"] += len(parts)
+        nc.stats["out_bytes"] += len(_ACK) * len(acks) + len(_TERM) * len(terms)
+        await nc._send_command(b"".join(parts))
+        if nc._flush_queue is not None and nc._flush_queue.empty():
+            await nc._flush_pending()
+        for msgs in (acks, terms):
+            for m in msgs:
+                m._ackd = True
+
     async def publish_envelopes(self, envs: list[envelope_mod.Envelope]) -> list[api.PubAck]:
         return await self.publish_batch([Outgoing.from_envelope(e) for e in envs])
+
+
+def _take(sub, msg):
+    """A message taken off a subscription's queue, accounted as nats-py's next_msg does."""
+    sub._pending_size -= len(msg.data)
+    sub._pending_queue.task_done()
+    return msg
+
+
+def _status(msg) -> str | None:
+    headers = msg.headers
+    return headers.get(api.Header.STATUS) if headers else None
+
+
+async def _collect(sub, queue: asyncio.Queue, msgs: list, batch: int, deadline: float,
+                   linger: float | None) -> bool:
+    """Adds the answers of one pull request to `msgs` until the batch is full, the request ends
+    (True), or no message comes in time: by `deadline`, or within `linger` once one has."""
+    loop = asyncio.get_running_loop()
+    while len(msgs) < batch:
+        if queue.empty():
+            wait = deadline - loop.time()
+            if linger is not None and msgs:
+                wait = min(wait, linger)
+            if wait <= 0:
+                return False
+            try:
+                msg = await asyncio.wait_for(queue.get(), wait)
+            except TimeoutError:
+                return False
+        else:
+            msg = queue.get_nowait()
+        _take(sub, msg)
+        status = _status(msg)
+        if status is None:
+            msgs.append(msg)
+        elif status in _PULL_DONE:
+            return True
+        elif status != _PULL_HEARTBEAT:
+            raise APIError.from_msg(msg)
+    return False

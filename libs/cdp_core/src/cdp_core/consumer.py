@@ -8,7 +8,8 @@ A service gives a `Projection` (handlers per event type); `ConsumerRunner` does 
    each new message; write outgoing events to the outbox; record unprocessable messages
    in cdp_failed_events;
 3. commit, then ack each message (explicit acks: replicas share the durable consumer),
-   and `term` the failed ones so they are not redelivered.
+   and `term` the failed ones so they are not redelivered; the batch's acks and terms are
+   written to NATS as one command (`Bus.settle`), and batches are pulled with `Bus.fetch`.
 
 Guarantees: a crash anywhere before the commit rolls everything back and the messages
 are redelivered; a crash after the commit but before the ack redelivers messages whose
@@ -210,9 +211,7 @@ class ConsumerRunner:
     async def _fetch(self, sub) -> list[Msg] | None:
         """The next messages ([] when none came in time); None when the connection is closed."""
         try:
-            return await sub.fetch(self.batch_size, timeout=self.fetch_timeout_s)
-        except (TimeoutError, nats.errors.TimeoutError):
-            return []
+            return await self.bus.fetch(sub, self.batch_size, self.fetch_timeout_s)
         except nats.errors.ConnectionClosedError:
             return None
         except (nats.errors.Error, OSError) as e:
@@ -257,8 +256,8 @@ class ConsumerRunner:
                     await _quietly(m.nak(delay=self.retry_delay_s))
                 return BatchResult()
             failed_ids = {id(m) for m, _ in result.failed}
-            for m in msgs:
-                await _quietly(m.term() if id(m) in failed_ids else m.ack())
+            await _quietly(self.bus.settle([m for m in msgs if id(m) not in failed_ids],
+                                           [m for m, _ in result.failed]))
         self.processed += len(msgs)
         self.batches += 1
         log.info(

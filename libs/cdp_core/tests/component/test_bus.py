@@ -160,3 +160,64 @@ async def test_ensure_consumer_with_several_subjects(bus):
         == again.config.filter_subjects
         == ["cdp.ingest.event.track", "cdp.ingest.event.page"]
     )
+
+
+async def _pull_sub(bus, durable="reader", ack_wait_s=30):
+    await bus.ensure_stream("ingest")
+    await bus.ensure_consumer("CDP_INGEST", durable, ["cdp.ingest.>"], ack_wait_s=ack_wait_s)
+    return await bus.js.pull_subscribe_bind(durable, "CDP_INGEST")
+
+
+async def test_fetch_takes_what_is_there_then_waits_for_more(bus):
+    import asyncio
+    import time
+
+    sub = await _pull_sub(bus)
+    assert await bus.fetch(sub, 10, 0.2) == []  # nothing in the stream: [] after the timeout
+    await bus.publish_batch([_out(data=b"%d" % i) for i in range(25)])
+    first = await bus.fetch(sub, 10, 1.0)
+    rest = await bus.fetch(sub, 100, 1.0)  # fewer than asked: returns without waiting out the timeout
+    assert [m.data for m in first + rest] == [b"%d" % i for i in range(25)]
+    assert [m.metadata.sequence.stream for m in first + rest] == list(range(1, 26))
+    await bus.settle(first + rest)
+
+    async def later():
+        await asyncio.sleep(0.3)
+        await bus.publish_batch([_out(data=b"late")])
+
+    task = asyncio.create_task(later())
+    started = time.monotonic()
+    got = await bus.fetch(sub, 100, 5.0)  # a waiting request: the message comes while it waits
+    assert [m.data for m in got] == [b"late"] and time.monotonic() - started < 4.0
+    await task
+    await bus.settle(got)
+
+
+async def test_settle_acks_and_terms_so_nothing_is_redelivered(bus):
+    sub = await _pull_sub(bus, ack_wait_s=1)
+    await bus.publish_batch([_out(data=b"%d" % i) for i in range(6)])
+    msgs = await bus.fetch(sub, 6, 1.0)
+    assert len(msgs) == 6
+    await bus.settle(msgs[:4], msgs[4:])
+    with pytest.raises(nats.errors.Error):  # already settled: refused, as Msg.ack() refuses it
+        await bus.settle(msgs[:1])
+    import asyncio
+
+    await asyncio.sleep(1.5)  # past ack_wait: anything not settled would come back now
+    assert await bus.fetch(sub, 10, 0.5) == []
+    info = await bus.js.consumer_info("CDP_INGEST", "reader")
+    assert info.num_ack_pending == 0 and info.num_redelivered == 0
+    assert info.ack_floor.stream_seq == 6
+
+
+async def test_unsettled_messages_come_back(bus):
+    sub = await _pull_sub(bus, ack_wait_s=1)
+    await bus.publish_batch([_out(data=b"%d" % i) for i in range(3)])
+    msgs = await bus.fetch(sub, 3, 1.0)
+    await bus.settle(msgs[:1])
+    import asyncio
+
+    await asyncio.sleep(1.5)
+    again = await bus.fetch(sub, 10, 1.0)
+    assert sorted(m.data for m in again) == [b"1", b"2"]
+    await bus.settle(again)
