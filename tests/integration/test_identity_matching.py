@@ -114,6 +114,18 @@ async def test_a_weaker_match_waits_for_review_and_an_accepted_one_merges(stack)
             profile_id=c.profile_id, other_profile_id=c.other_profile_id, accept=False))
     assert e.value.code() == grpc.StatusCode.NOT_FOUND
 
+    # the decision is operator input, not in the log: a rebuild from the log applies it again
+    status = await stack.replay("identity")
+    assert status.state == "done", status.error
+    again = await identity.ResolveIdentifier(identity_pb2.ResolveIdentifierRequest(
+        identifier=ident("anonymous_id", f"receipt:{run}")))
+    assert again.profile_id == r.profile_id
+    assert ("user_id", f"crm-{run}") in {(i.type, i.value) for i in again.identifiers}
+    g = await identity.GetIdentityGraph(identity_pb2.GetIdentityGraphRequest(
+        profile=identity_pb2.ProfileRef(profile_id=r.profile_id)))
+    (m,) = [m for m in g.merges if m.rule == "review"]
+    assert json.loads(m.details_json)["reason"] == "same loyalty card"
+
 
 async def test_the_model_is_estimated_by_em_from_stored_records_and_applied(stack):
     import random

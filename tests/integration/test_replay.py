@@ -64,15 +64,7 @@ async def total_events(stack) -> int:
 
 
 async def replay(stack, service: str) -> replay_pb2.ReplayStatus:
-    stub = replay_pb2_grpc.ReplayServiceStub(stack.channel(service))
-    started = await stub.StartReplay(replay_pb2.StartReplayRequest())
-    assert started.state == "replaying"
-
-    async def finished():
-        s = await stub.GetReplayStatus(replay_pb2.GetReplayStatusRequest())
-        return s if s.state in ("done", "failed") else None
-
-    status = await eventually(finished, timeout=120)
+    status = await stack.replay(service)
     assert status.state == "done", status.error
     return status
 

@@ -318,6 +318,23 @@ async def component(conn: asyncpg.Connection, pids: set[str]) -> tuple[set[str],
     return done, sorted(rows.values(), key=lambda r: r["seq"])
 
 
+async def keep_review(conn: asyncpg.Connection, lk: Link, m: Merge) -> None:
+    """Keeps an accepted review's link as operator input (table `reviews`, kept by a replay)."""
+    await conn.execute(
+        "INSERT INTO reviews (link_id, seq, event_id, a_type, a_value, b_type, b_value, confidence, details) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb) ON CONFLICT DO NOTHING",
+        merge_key(lk.event_id, m.merged), lk.seq, lk.event_id, *lk.a, *lk.b, lk.confidence,
+        json.dumps(lk.details) if lk.details is not None else None)
+
+
+async def reviews_at(conn: asyncpg.Connection, seqs: list[int]) -> list[Link]:
+    """The kept review links to apply after the events at `seqs` (a replay passing them)."""
+    rows = await conn.fetch("SELECT * FROM reviews WHERE seq = ANY($1::bigint[]) ORDER BY seq, link_id", seqs)
+    return [Link(r["seq"], r["event_id"], (r["a_type"], r["a_value"]), (r["b_type"], r["b_value"]), "review",
+                 r["confidence"], json.loads(r["details"]) if isinstance(r["details"], str) else r["details"])
+            for r in rows]
+
+
 async def links_of(conn: asyncpg.Connection, keys: Iterable[Key]) -> list[Link]:
     """The links (probabilistic or reviewed merges) with either end among `keys`."""
     cols = _cols(set(keys))
@@ -403,7 +420,8 @@ async def forget(conn: asyncpg.Connection, profile_id: str) -> tuple[list[str], 
                        ("merges", "merged_id")):
         await conn.execute(f"DELETE FROM {table} WHERE {col} = ANY($1::text[])", ids)
     for table, type_col, value_col in (("separations", "type", "value"), ("links", "a_type", "a_value"),
-                                       ("links", "b_type", "b_value")):
+                                       ("links", "b_type", "b_value"), ("reviews", "a_type", "a_value"),
+                                       ("reviews", "b_type", "b_value")):
         await conn.execute(f"DELETE FROM {table} WHERE ({type_col}, {value_col}) IN "
                            "(SELECT * FROM unnest($1::text[], $2::text[]))", *_cols(keys))
     return ids, len(keys)

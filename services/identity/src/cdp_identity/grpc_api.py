@@ -256,8 +256,10 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
                 "SELECT first_seq FROM identifiers WHERE (type, value) IN (($1, $2), ($3, $4))", *ka, *kb))
             details = {"reviewed": True, "reason": request.reason, "candidate": json.loads(row["details"])
                        if isinstance(row["details"], str) else row["details"]}
-            m = g.link(Link(seq, row["event_id"], ka, kb, "review", row["probability"], details))
+            lk = Link(seq, row["event_id"], ka, kb, "review", row["probability"], details)
+            m = g.link(lk)
             await gs.write(conn, g, [])
+            await gs.keep_review(conn, lk, m)
             await conn.execute("UPDATE candidates SET status = 'accepted' WHERE (profile_id, other_profile_id) = "
                                "($1, $2)", *key)
             outbox.add(gs.merged_event(m, row["event_id"], None))

@@ -60,9 +60,9 @@ class IdentityProjection(Projection):
 
     @handles(*(f"cdp.ingest.event.{k}" for k in INGEST_KINDS), batch=True)
     async def on_events(self, conn: asyncpg.Connection, ds: list[Delivery], outbox: OutboxWriter) -> None:
-        version, any_separations, any_tombstones = await conn.fetchrow(
+        version, any_separations, any_tombstones, any_reviews = await conn.fetchrow(
             "SELECT (SELECT coalesce(max(version), 0) FROM rules), EXISTS (SELECT 1 FROM separations), "
-            "EXISTS (SELECT 1 FROM tombstones)")
+            "EXISTS (SELECT 1 FROM tombstones), EXISTS (SELECT 1 FROM reviews)")
         cfg = await self.config.current(conn, version)
         fresh = {r[0] for r in await conn.fetch(
             "INSERT INTO seen_events (event_id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING RETURNING event_id",
@@ -127,6 +127,23 @@ class IdentityProjection(Projection):
                                              profile_id=min(live), outbox=outbox, always=False)
             if done.changed:
                 log.info("profiles rebuilt in log order", profiles=len(done.removed), events=done.events)
+        if any_reviews:  # a replay passing the events that accepted reviews linked
+            for lk in await gs.reviews_at(conn, [d.stream_seq for d, _ in work]):
+                await self._apply_review(conn, cfg, lk, outbox)
+
+    async def _apply_review(self, conn: asyncpg.Connection, cfg: IdentityConfig, lk: Link,
+                            outbox: OutboxWriter) -> None:
+        """An accepted review candidate (kept across a replay) applied again at its place in the
+        log, as ReviewCandidate applied it; skipped, with a warning, if a rule now forbids it."""
+        nodes = await gs.load_for(conn, sorted({lk.a, lk.b}))
+        g = Graph(cfg.rules, nodes, separations=await gs.separations(conn, {k for n in nodes for k in n.keys()}))
+        m = g.link(lk)
+        if m is None:
+            if g.owner.get(lk.a) is None or g.owner.get(lk.a) != g.owner.get(lk.b):
+                log.warning("a reviewed merge was not applied again", event_id=lk.event_id, seq=lk.seq)
+            return
+        await gs.write(conn, g, [])
+        outbox.add(gs.merged_event(m, lk.event_id, None))
 
     # --- probabilistic matching ----------------------------------------------------------
 

@@ -53,5 +53,5 @@ SPEC = ServiceSpec(
     on_start=on_start,
     on_stop=on_stop,
     # what operators set: rules, splits (their separations) and forget tombstones
-    replay_keeps=["rules", "splits", "separations", "tombstones"],
+    replay_keeps=["rules", "splits", "separations", "tombstones", "reviews"],
 )

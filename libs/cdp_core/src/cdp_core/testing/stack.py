@@ -53,6 +53,21 @@ class Stack:
     def channel(self, name: str, token: str | None = None):
         return channel(self.address(name), token or self.token)
 
+    async def replay(self, name: str, timeout: float = 120):
+        """Rebuilds a service's projection from the log (ReplayService) and waits for the swap;
+        the final ReplayStatus (state "done" or "failed")."""
+        from cdp.common.v1 import replay_pb2, replay_pb2_grpc
+        from cdp_core.testing import eventually
+
+        stub = replay_pb2_grpc.ReplayServiceStub(self.channel(name))
+        await stub.StartReplay(replay_pb2.StartReplayRequest())
+
+        async def finished():
+            s = await stub.GetReplayStatus(replay_pb2.GetReplayStatusRequest())
+            return s if s.state in ("done", "failed") else None
+
+        return await eventually(finished, timeout=timeout)
+
 
 class _Pinned:
     """A stream structlog writes to as given (it looks sys.stdout up anew at each line when
