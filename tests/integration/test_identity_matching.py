@@ -162,3 +162,55 @@ async def test_the_model_is_estimated_by_em_from_stored_records_and_applied(stac
     with pytest.raises(grpc.aio.AioRpcError) as e:
         await identity.EstimateMatchModel(identity_pb2.EstimateMatchModelRequest(max_records=-1))
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_a_candidate_follows_its_profiles_through_later_merges(stack):
+    run = uuid.uuid4().hex[:8]
+    ingest = ingest_pb2_grpc.IngestServiceStub(stack.channel("ingest"))
+    identity = identity_pb2_grpc.IdentityServiceStub(stack.channel("identity"))
+    await ingest.Identify(ingest_pb2.IdentifyRequest(common=common(user_id=f"crm-{run}"), traits_json=json.dumps(
+        {"firstName": "Jorge", "lastName": "Sanz", "address": {"postalCode": "41004", "city": "Sevilla"},
+         "birthday": "1990-01-02"})))
+    # an older web profile, known only by a cookie and an email
+    await ingest.Identify(ingest_pb2.IdentifyRequest(common=common(anonymous_id=f"cookie-{run}"),
+                                                     traits_json=json.dumps({"email": f"js-{run}@example.com"})))
+    await ingest.Track(ingest_pb2.TrackRequest(
+        common=common(anonymous_id=f"receipt:{run}", context_json=json.dumps({"traits": {
+            "firstName": "Jorje", "lastName": "Sanz", "address": {"postalCode": "41004"}}})),
+        event="Order Completed"))
+
+    async def graph_ids(p):
+        g = await identity.GetIdentityGraph(identity_pb2.GetIdentityGraphRequest(
+            profile=identity_pb2.ProfileRef(profile_id=p)))
+        return {(i.identifier.type, i.identifier.value) for i in g.identifiers}
+
+    async def listed(*want):
+        res = await identity.ListCandidates(identity_pb2.ListCandidatesRequest(page_size=1000))
+        for c in res.candidates:
+            ids = await graph_ids(c.profile_id) | await graph_ids(c.other_profile_id)
+            if set(want) <= ids:
+                return c
+        return None
+
+    await eventually(lambda: listed(("user_id", f"crm-{run}"), ("anonymous_id", f"receipt:{run}")))
+    # the receipt's profile then merges into the older web profile (the email links them)
+    await ingest.Track(ingest_pb2.TrackRequest(
+        common=common(anonymous_id=f"receipt:{run}", context_json=json.dumps({"traits": {
+            "email": f"js-{run}@example.com"}})), event="Signed Up"))
+    web = await eventually(lambda: _profile_with(identity, ("anonymous_id", f"receipt:{run}"),
+                                                 ("anonymous_id", f"cookie-{run}")))
+    c = await eventually(lambda: listed(("user_id", f"crm-{run}"), ("anonymous_id", f"cookie-{run}")))
+    assert web in (c.profile_id, c.other_profile_id)  # listed under the survivor, not the merged id
+    res = await identity.ReviewCandidate(identity_pb2.ReviewCandidateRequest(
+        profile_id=c.profile_id, other_profile_id=c.other_profile_id, accept=True, reason="same person at the till"))
+    assert res.status == "accepted"
+    r = await identity.ResolveIdentifier(identity_pb2.ResolveIdentifierRequest(
+        identifier=ident("user_id", f"crm-{run}")))
+    assert {("anonymous_id", f"receipt:{run}"), ("anonymous_id", f"cookie-{run}")} <= {
+        (i.type, i.value) for i in r.identifiers}
+    assert await listed(("user_id", f"crm-{run}"), ("anonymous_id", f"cookie-{run}")) is None
+
+
+async def _profile_with(identity, a, b):
+    r = await identity.ResolveIdentifier(identity_pb2.ResolveIdentifierRequest(identifier=ident(*a)))
+    return r.profile_id if b in {(i.type, i.value) for i in r.identifiers} else None

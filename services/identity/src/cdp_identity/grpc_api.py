@@ -65,6 +65,12 @@ def _merge_pb(r: asyncpg.Record) -> identity_pb2.Merge:
     return m
 
 
+# Open candidate pairs with each side's live profile (a merged profile's survivor) as a and b.
+_LIVE_CANDIDATES = (
+    "SELECT c.*, coalesce(pa.merged_into, pa.profile_id) AS a, coalesce(pb.merged_into, pb.profile_id) AS b "
+    "FROM candidates c JOIN profiles pa ON pa.profile_id = c.profile_id "
+    "JOIN profiles pb ON pb.profile_id = c.other_profile_id WHERE c.status = 'open'")
+
 class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     def __init__(self, pool: asyncpg.Pool, config: ConfigStore, js=None):
         self.pool, self.config, self.js = pool, config, js
@@ -211,16 +217,16 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             return await self._rules(conn)
 
     async def ListCandidates(self, request, context) -> identity_pb2.ListCandidatesResponse:
+        """Open pairs under their live profiles (a profile merged since the pair was found is
+        shown as its survivor; a pair that has become one profile is no longer listed)."""
         size, offset = _page(request.page_size, request.page_token)
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(
-                "SELECT c.* FROM candidates c WHERE c.status = 'open' AND EXISTS (SELECT 1 FROM profiles p WHERE p.profile_id = c.profile_id "
-                "AND p.merged_into IS NULL) AND EXISTS (SELECT 1 FROM profiles p WHERE p.profile_id = c.other_profile_id"
-                " AND p.merged_into IS NULL) ORDER BY probability DESC, profile_id, other_profile_id "
-                "LIMIT $1 OFFSET $2", size, offset)
+                f"SELECT * FROM (SELECT DISTINCT ON (a, b) * FROM ({_LIVE_CANDIDATES}) c WHERE a <> b "
+                "ORDER BY a, b, probability DESC) x ORDER BY probability DESC, a, b LIMIT $1 OFFSET $2", size, offset)
         out = identity_pb2.ListCandidatesResponse(next_page_token=_next(offset, size, len(rows)))
         for r in rows:
-            c = out.candidates.add(profile_id=r["profile_id"], other_profile_id=r["other_profile_id"],
+            c = out.candidates.add(profile_id=r["a"], other_profile_id=r["b"],
                                    probability=r["probability"], weight=r["weight"],
                                    details_json=_json_text(r["details"]), event_id=r["event_id"])
             c.found_at.FromDatetime(r["found_at"])
@@ -231,18 +237,23 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             raise InvalidArgument("name both profiles of the candidate pair", field="profile_id")
         outbox = OutboxWriter()
         async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                "SELECT * FROM candidates WHERE (profile_id, other_profile_id) IN (($1, $2), ($2, $1)) FOR UPDATE",
-                request.profile_id, request.other_profile_id)
-            if row is None or row["status"] != "open":
+            ids = [await self._profile(conn, identity_pb2.ProfileRef(profile_id=p), f)
+                   for p, f in ((request.profile_id, "profile_id"), (request.other_profile_id, "other_profile_id"))]
+            pairs = await conn.fetch(
+                f"SELECT * FROM ({_LIVE_CANDIDATES}) c WHERE (a, b) IN (($1, $2), ($2, $1)) "
+                "ORDER BY probability DESC, profile_id, other_profile_id", *ids)
+            if not pairs or ids[0] == ids[1]:
                 raise NotFound("no open candidate pair with these profiles", field="profile_id")
-            key = (row["profile_id"], row["other_profile_id"])
+            await conn.execute("SELECT 1 FROM candidates WHERE (profile_id, other_profile_id) IN "
+                               "(SELECT * FROM unnest($1::text[], $2::text[])) FOR UPDATE",
+                               [r["profile_id"] for r in pairs], [r["other_profile_id"] for r in pairs])
+            row = pairs[0]  # the strongest evidence for the pair; all its rows take the decision
+            decided = ([r["profile_id"] for r in pairs], [r["other_profile_id"] for r in pairs])
             if not request.accept:
-                await conn.execute("UPDATE candidates SET status = 'rejected' WHERE (profile_id, other_profile_id) = "
-                                   "($1, $2)", *key)
+                await conn.execute("UPDATE candidates SET status = 'rejected' WHERE (profile_id, other_profile_id) IN "
+                                   "(SELECT * FROM unnest($1::text[], $2::text[]))", *decided)
                 return identity_pb2.ReviewCandidateResponse(status="rejected")
-            a = await self._profile(conn, identity_pb2.ProfileRef(profile_id=key[0]))
-            b = await self._profile(conn, identity_pb2.ProfileRef(profile_id=key[1]))
+            a, b = ids
             cfg = await self.config.current(conn)
             nodes = await gs.load_nodes(conn, {a, b})
             g = Graph(cfg.rules, nodes, separations=await gs.separations(conn, {k for n in nodes for k in n.keys()}))
@@ -260,8 +271,8 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             m = g.link(lk)
             await gs.write(conn, g, [])
             await gs.keep_review(conn, lk, m)
-            await conn.execute("UPDATE candidates SET status = 'accepted' WHERE (profile_id, other_profile_id) = "
-                               "($1, $2)", *key)
+            await conn.execute("UPDATE candidates SET status = 'accepted' WHERE (profile_id, other_profile_id) IN "
+                               "(SELECT * FROM unnest($1::text[], $2::text[]))", *decided)
             outbox.add(gs.merged_event(m, row["event_id"], None))
             await outbox.flush(conn)
         return identity_pb2.ReviewCandidateResponse(status="accepted", survivor_profile_id=m.survivor,
