@@ -310,7 +310,8 @@ async def fetch_ack_baseline(bus: Bus) -> dict:
 async def throughput(env: Env, *, events: int, merge_share: float, repetitions: int, seed: int,
                      sizes: bool = False, py_spy: str | None = None) -> dict:
     """Pre-loads the workload into CDP_INGEST (purged first), then `repetitions` interleaved
-    rounds of: identity drains it, bare COPY of as many rows, bare fetch+ack of the stream."""
+    rounds of: identity drains it, bare COPY of as many rows, bare fetch+ack of the stream, and
+    a bare fetch -> publish -> ack loop (what identity does on NATS, without the database)."""
     with contextlib.suppress(Exception):
         await env.bus.js.purge_stream(INGEST)
     t = time.perf_counter()
@@ -324,10 +325,10 @@ async def throughput(env: Env, *, events: int, merge_share: float, repetitions: 
         await admin.execute(f'CREATE DATABASE "{base_db}"')
     finally:
         await admin.close()
-    figs, copies, fetches = [], [], []
+    figs, copies, fetches, pipes = [], [], [], []
     try:
         for i in range(repetitions):
-            steps = [("identity", figs), ("copy", copies), ("fetch", fetches)]
+            steps = [("identity", figs), ("copy", copies), ("fetch", fetches), ("pipeline", pipes)]
             if i % 2:
                 steps.reverse()
             for what, acc in steps:
@@ -336,8 +337,10 @@ async def throughput(env: Env, *, events: int, merge_share: float, repetitions: 
                                                 py_spy=py_spy if i == repetitions - 1 else None))
                 elif what == "copy":
                     acc.append(await copy_baseline(env.infra.database_url, base_db, events, sizes=sizes and i == 0))
-                else:
+                elif what == "fetch":
                     acc.append(await fetch_ack_baseline(env.bus))
+                else:
+                    acc.append(await harness.pipeline_baseline(env.bus, INGEST, BATCH))
     finally:
         with contextlib.suppress(Exception):
             await drop_database(env.infra.database_url, base_db)
@@ -356,7 +359,10 @@ async def throughput(env: Env, *, events: int, merge_share: float, repetitions: 
                         "resolutions_per_s", copies, "copy_rows_per_s", "events/s").to_json(),
         "vs_fetch_ack": comp(f"identity resolutions/s ({label}) vs bare JetStream fetch+ack msgs/s",
                              "resolutions_per_s", fetches, "fetch_ack_msgs_per_s", "events/s").to_json(),
-        "runs": figs, "copy_runs": copies, "fetch_runs": fetches,
+        "vs_pipeline": comp(f"identity resolutions/s ({label}) vs bare fetch -> publish -> ack msgs/s (no database, "
+                            "no logic: the ceiling of one process)", "resolutions_per_s", pipes,
+                            "pipeline_msgs_per_s", "events/s").to_json(),
+        "runs": figs, "copy_runs": copies, "fetch_runs": fetches, "pipeline_runs": pipes,
         "merges_per_s": median([f["merges_per_s"] for f in figs]),
         "merges": median([f["merges"] for f in figs]),
         "merge_share_measured": median([f["merges"] for f in figs]) / events,
@@ -732,6 +738,7 @@ def render(result: dict) -> str:
                       f"({r['merge_share_measured']:.1%} of events), peak RSS {r['rss_peak_mb']:.0f} MB, "
                       f"relay lag after the last commit {r['relay_lag_s']:.1f} s",
                   render_comparison(Comparison(**r["vs_copy"])), render_comparison(Comparison(**r["vs_fetch_ack"])),
+                  *([render_comparison(Comparison(**r["vs_pipeline"]))] if "vs_pipeline" in r else []),
                   f"  merges/s (median) {r['merges_per_s']:,.0f};  goal ≥ 20,000 resolutions/s: "
                   f"{'met' if r['vs_copy']['figure'] >= 20000 else 'NOT met'}"]
         m = r.get("memory")
