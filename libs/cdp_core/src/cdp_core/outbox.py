@@ -12,6 +12,7 @@ import asyncio
 import json
 
 import asyncpg
+from opentelemetry import context as otel_context
 
 from .bus import Bus, Outgoing
 from .envelope import Envelope
@@ -27,9 +28,18 @@ class OutboxWriter:
 
     def __init__(self) -> None:
         self.pending: list[tuple[str, str, bytes, str]] = []
+        self._trace: tuple[object, str] | None = None  # (OpenTelemetry context, its headers as JSON)
 
     def add(self, env: Envelope) -> None:
-        self.pending.append((env.type, env.event_id, env.SerializeToString(), json.dumps(inject_headers())))
+        self.pending.append((env.type, env.event_id, env.SerializeToString(), self._headers()))
+
+    def _headers(self) -> str:
+        """The trace headers of the current context, encoded once per context (a batch's
+        events are added under one span)."""
+        ctx = otel_context.get_current()
+        if self._trace is None or self._trace[0] is not ctx:
+            self._trace = (ctx, json.dumps(inject_headers()))
+        return self._trace[1]
 
     def mark(self) -> int:
         return len(self.pending)
