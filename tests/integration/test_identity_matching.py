@@ -82,10 +82,11 @@ async def test_a_weaker_match_waits_for_review_and_an_accepted_one_merges(stack)
     await ingest.Identify(ingest_pb2.IdentifyRequest(common=common(user_id=f"crm-{run}"), traits_json=json.dumps(
         {"firstName": "Jorge", "lastName": "Sanz", "address": {"postalCode": "41004", "city": "Sevilla"},
          "birthday": "1990-01-02"})))
-    # a misspelt first name and a postcode: plausible, not enough to merge on its own
+    # the name and a postcode one digit off (a typo, or a namesake nearby): plausible, not enough
+    # to merge on its own
     await ingest.Track(ingest_pb2.TrackRequest(
         common=common(anonymous_id=f"receipt:{run}", context_json=json.dumps({"traits": {
-            "firstName": "Jorje", "lastName": "Sanz", "address": {"postalCode": "41004"}}})),
+            "firstName": "Jorge", "lastName": "Sanz", "address": {"postalCode": "41014"}}})),
         event="Order Completed"))
 
     async def listed():
@@ -176,7 +177,7 @@ async def test_a_candidate_follows_its_profiles_through_later_merges(stack):
                                                      traits_json=json.dumps({"email": f"js-{run}@example.com"})))
     await ingest.Track(ingest_pb2.TrackRequest(
         common=common(anonymous_id=f"receipt:{run}", context_json=json.dumps({"traits": {
-            "firstName": "Jorje", "lastName": "Sanz", "address": {"postalCode": "41004"}}})),
+            "firstName": "Jorge", "lastName": "Sanz", "address": {"postalCode": "41014"}}})),
         event="Order Completed"))
 
     async def graph_ids(p):
@@ -214,3 +215,60 @@ async def test_a_candidate_follows_its_profiles_through_later_merges(stack):
 async def _profile_with(identity, a, b):
     r = await identity.ResolveIdentifier(identity_pb2.ResolveIdentifierRequest(identifier=ident(*a)))
     return r.profile_id if b in {(i.type, i.value) for i in r.identifiers} else None
+
+
+async def test_term_frequencies_count_the_stored_records_through_merges_and_forget(stack):
+    run = uuid.uuid4().hex[:8]
+    # a surname no other test uses (letters only: names are compared without digits)
+    surname = "Zubi" + "".join(chr(ord("a") + int(c, 16)) for c in run)
+    ingest = ingest_pb2_grpc.IngestServiceStub(stack.channel("ingest"))
+    identity = identity_pb2_grpc.IdentityServiceStub(stack.channel("identity"))
+    pool = stack.services["identity"].runtime.pool
+
+    async def counts():
+        rows = await pool.fetch("SELECT field, value, n FROM match_term_counts WHERE value = $1", surname.lower())
+        return {(r["field"], r["value"]): r["n"] for r in rows}
+
+    people = [("Ane", "1970-01-01", "20001"), ("Iker", "1981-05-05", "48001"), ("Miren", "1992-09-09", "31001")]
+    for i, (first, born, pc) in enumerate(people):
+        await ingest.Identify(ingest_pb2.IdentifyRequest(common=common(user_id=f"tf-{run}-{i}"), traits_json=json.dumps(
+            {"firstName": first, "lastName": surname, "birthday": born, "address": {"postalCode": pc}})))
+    await eventually(lambda: _equals(counts(), {("last_name", surname.lower()): 3}))
+    totals = {r["field"]: r["n"] for r in await pool.fetch("SELECT field, n FROM match_term_totals")}
+    assert totals["last_name"] >= 3 and totals["first_name"] >= 3
+
+    # with term frequencies on, a till receipt of Iker (no identifier in common) is matched
+    # with the stored counts and merges into his profile
+    import yaml
+
+    before_rules = (await identity.GetRules(identity_pb2.GetRulesRequest())).yaml
+    rules = yaml.safe_load(before_rules) or {}
+    rules.setdefault("matching", {})["term_frequencies"] = True
+    await identity.ApplyRules(identity_pb2.ApplyRulesRequest(yaml=yaml.safe_dump(rules)))
+    try:
+        await ingest.Track(ingest_pb2.TrackRequest(
+            common=common(anonymous_id=f"receipt:{run}", context_json=json.dumps({"traits": {
+                "firstName": "Iker", "lastName": surname, "birthday": "05/05/1981",
+                "address": {"postalCode": "48001", "city": "Bilbao"}}})), event="Order Completed"))
+        r = await eventually(lambda: _profile_with(identity, ("anonymous_id", f"receipt:{run}"),
+                                                   ("user_id", f"tf-{run}-1")))
+        g = await identity.GetIdentityGraph(identity_pb2.GetIdentityGraphRequest(
+            profile=identity_pb2.ProfileRef(profile_id=r)))
+        assert [m.rule for m in g.merges] == ["probabilistic"]
+    finally:
+        await identity.ApplyRules(identity_pb2.ApplyRulesRequest(yaml=before_rules))
+    await eventually(lambda: _equals(counts(), {("last_name", surname.lower()): 4}))
+    # the same person's second record (her e-mail links it) is stored on her profile: counted
+    await ingest.Identify(ingest_pb2.IdentifyRequest(common=common(user_id=f"tf-{run}-0"), traits_json=json.dumps(
+        {"firstName": "Ane", "lastName": surname, "birthday": "1970-01-01", "address": {"postalCode": "20002"}})))
+    await eventually(lambda: _equals(counts(), {("last_name", surname.lower()): 5}))
+    before = {r["field"]: r["n"] for r in await pool.fetch("SELECT field, n FROM match_term_totals")}
+    await identity.ForgetProfile(identity_pb2.ForgetProfileRequest(
+        profile=identity_pb2.ProfileRef(identifier=ident("user_id", f"tf-{run}-0")), reason="test"))
+    assert await counts() == {("last_name", surname.lower()): 3}  # her two records are gone
+    after = {r["field"]: r["n"] for r in await pool.fetch("SELECT field, n FROM match_term_totals")}
+    assert before["last_name"] - after["last_name"] == 2
+
+
+async def _equals(aw, want) -> bool:
+    return (await aw) == want

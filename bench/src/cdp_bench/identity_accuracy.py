@@ -12,10 +12,11 @@ matching puts together is measured.
 
 Incremental, as the identity service runs: the records are taken one by one in time order (CRM
 `created_at`, POS `purchased_at`, local times). Each is compared with the stored records that
-share one of its blocking keys; a profile's score is its best record's (`best_matches`); the
-record joins every profile whose probability reaches the match threshold, unless a veto field
-(first name, birthday) disagrees (union-find: two profiles matched by one
-record merge); otherwise it starts a profile of its own. Then it is stored under its keys.
+share one of its blocking keys, grouped by profile (`best_matches`: a profile's score is its best
+record's, the profiles and "someone new" share the posterior, a profile of n records gets n times
+the prior odds); term frequencies are the counts of the records stored so far. The record joins
+the profile whose posterior reaches the match threshold, unless a veto field (first name,
+birthday) disagrees; otherwise it starts a profile of its own. Then it is stored under its keys.
 
 A pair is an unordered pair of two of these records. The truth (truth.jsonl: each person's
 `records.crm_ids` and `records.pos_receipt_ids`) says a pair is a true pair when both records
@@ -23,8 +24,11 @@ belong to the same person. A predicted pair is a pair whose records end in the s
 precision = true predicted pairs / predicted pairs; recall = true predicted pairs / true pairs.
 Pair counts grow with the square of a profile's size, so a person with many receipts weighs more.
 
-Run twice: with `MatchModel.estimate` over all the records (unsupervised: it never sees the
-truth) and with `MatchModel.default()`, at the default thresholds (and more with --sweep).
+Run with `MatchModel.estimate` over all the records (unsupervised: it never sees the truth) and
+with `MatchModel.default()`, at the default thresholds (and more with --sweep); then with the EM
+model at the threshold `choose_threshold` picks from the posteriors of a dry run for the target
+precision (no labels). Records/s is given beside the raw baseline: the same loop doing the
+blocking and candidate look-ups only.
 """
 
 from __future__ import annotations
@@ -40,16 +44,19 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
+from cdp_identity.config import Matching
 from cdp_identity.matching import (
     MatchModel,
     MatchRecord,
     Thresholds,
     best_matches,
     blocking_keys,
+    choose_threshold,
     record_from_traits,
 )
 
-SWEEP = (0.5, 0.9, 0.99, 0.999, 0.9999)
+SWEEP = (0.5, 0.8, 0.9, 0.95, 0.99, 0.999)
+TARGET_PRECISION = 0.995  # issue 5's goal; the threshold chosen on the posteriors aims at it
 
 
 def load_offline(world_dir: str | os.PathLike) -> tuple[list[dict], dict[str, str]]:
@@ -114,12 +121,23 @@ class _UnionFind:
 
 
 def run_incremental(model: MatchModel, records: Sequence[tuple[str, MatchRecord | None]],
-                    thresholds: Thresholds) -> tuple[dict[str, str], int, int]:
+                    thresholds: Thresholds, *, term_frequencies: bool = True, size_prior: bool = True,
+                    decisions: list[tuple[float, int]] | None = None,
+                    score: bool = True) -> tuple[dict[str, str], int, int]:
     """Cluster (record id → profile root) after matching the records one by one; also the number
-    of comparisons made and of records that merged into an earlier profile."""
+    of comparisons made and of records that merged into an earlier profile.
+
+    As the service does: candidates are the stored records sharing a blocking key, grouped by
+    their profile; a profile's size (its stored records, for the size prior) is known; with
+    `term_frequencies`, the counts of the records stored so far adjust the weights (the
+    service's table of counts). `decisions`, when given, receives (posterior, profile size) of
+    every record's best candidate (for `choose_threshold`). `score=False` does the blocking and
+    the candidate look-ups only: the raw baseline of the records/s figure."""
+    tf = model.term_frequencies() if term_frequencies else None
     uf = _UnionFind()
     index: dict[str, list[int]] = {}
     stored: list[tuple[str, MatchRecord]] = []
+    size: Counter[str] = Counter()
     comparisons = merged = 0
     for rid, rec in records:
         uf.add(rid)
@@ -130,15 +148,23 @@ def run_incremental(model: MatchModel, records: Sequence[tuple[str, MatchRecord 
         for k in keys:
             cand.update(index.get(k, ()))
         comparisons += len(cand)
-        matches, _review = best_matches(model, rec, ((uf.find(stored[c][0]), stored[c][1]) for c in sorted(cand)),
-                                        thresholds)
-        hits = [prof for prof, _ in matches]
-        if hits:
-            merged += 1
-        for prof in hits:
-            uf.union(prof, rid)
+        if score:
+            roots = [(uf.find(stored[c][0]), stored[c][1]) for c in sorted(cand)]
+            matches, review = best_matches(model, rec, roots, thresholds, size_prior=size_prior, tf=tf,
+                                           sizes={r: size[r] for r, _ in roots})
+            if decisions is not None and (matches or review):
+                top, sc = max(matches + review, key=lambda cs: cs[1].posterior or 0.0)
+                decisions.append((sc.posterior or 0.0, size[top]))
+            for prof, _ in matches[:1]:
+                merged += 1
+                total = size.pop(prof) + size.pop(uf.find(rid), 0)
+                uf.union(prof, rid)
+                size[uf.find(rid)] = total
+        size[uf.find(rid)] += 1
         n = len(stored)
         stored.append((rid, rec))
+        if tf is not None:
+            tf.add(rec)
         for k in keys:
             index.setdefault(k, []).append(n)
     return {rid: uf.find(rid) for rid, _ in records}, comparisons, merged
@@ -166,9 +192,11 @@ def pair_metrics(clusters: dict[str, str], truth: dict[str, str]) -> dict:
 
 
 def evaluate_offline(world_dir: str | os.PathLike, *, thresholds: Thresholds | None = None,
-                     sweep: Sequence[float] = (), seed: int = 0) -> dict:
+                     sweep: Sequence[float] = (), seed: int = 0, target_precision: float = TARGET_PRECISION,
+                     term_frequencies: bool = True) -> dict:
     """Precision and recall of the record pairs merged by probabilistic matching, with EM-estimated
-    and with default parameters (see the module doc)."""
+    and with default parameters, and with EM at the threshold chosen on its own posteriors (see
+    the module doc); records/s beside the raw baseline (blocking and candidate look-ups only)."""
     thresholds = thresholds or Thresholds()
     raw, truth = load_offline(world_dir)
     raw = [r for r in raw if r["id"] in truth]
@@ -186,23 +214,44 @@ def evaluate_offline(world_dir: str | os.PathLike, *, thresholds: Thresholds | N
         "records_pos": sum(1 for r in raw if r["kind"] == "pos"),
         "records_unmatchable": len(records) - len(usable),
         "thresholds": thresholds.to_dict(),
+        "term_frequencies": term_frequencies,
+        "target_precision": target_precision,
         "extract_seconds": round(t_extract, 3),
         "em_seconds": round(t_em, 3),
         "em_prior": em.prior,
         "em_weights": em.weights(),
         "runs": [],
     }
+
+    def run(name: str, model: MatchModel, th: float) -> dict:
+        t0 = time.perf_counter()
+        clusters, comparisons, merged = run_incremental(model, records, Thresholds(th, min(th, thresholds.review)),
+                                                        term_frequencies=term_frequencies)
+        dt = time.perf_counter() - t0
+        r = {"parameters": name, "match_threshold": th, **pair_metrics(clusters, truth),
+             "comparisons": comparisons, "records_merged": merged, "seconds": round(dt, 3),
+             "records_per_second": round(len(records) / dt, 1) if dt else None}
+        out["runs"].append(r)
+        return r
+
     levels = sorted({thresholds.match, *sweep})
     for name, model in (("em", em), ("default", MatchModel.default())):
         for th in levels:
-            t0 = time.perf_counter()
-            clusters, comparisons, merged = run_incremental(model, records, Thresholds(th, min(th, thresholds.review)))
-            dt = time.perf_counter() - t0
-            out["runs"].append({"parameters": name, "match_threshold": th, **pair_metrics(clusters, truth),
-                                "comparisons": comparisons, "records_merged": merged, "seconds": round(dt, 3),
-                                "records_per_second": round(len(records) / dt, 1) if dt else None})
+            run(name, model, th)
     main = {(r["parameters"]): r for r in out["runs"] if r["match_threshold"] == thresholds.match}
     out["em"], out["default"] = main["em"], main["default"]
+    # the threshold chosen without labels: a dry run at the configured threshold gives each
+    # record's best posterior, choose_threshold the lowest threshold expected to keep the target
+    decisions: list[tuple[float, int]] = []
+    run_incremental(em, records, Thresholds(thresholds.match, 0.01), term_frequencies=term_frequencies,
+                    decisions=decisions)
+    chosen = choose_threshold(decisions, target_precision)
+    out["em_chosen"] = run("em-chosen", em, chosen)
+    # the raw baseline of records/s: the same loop without scoring (blocking and look-ups only)
+    t0 = time.perf_counter()
+    run_incremental(em, records, thresholds, term_frequencies=False, score=False)
+    dt = time.perf_counter() - t0
+    out["baseline_blocking_only_records_per_second"] = round(len(records) / dt, 1) if dt else None
     return out
 
 
@@ -225,13 +274,17 @@ def render(result: dict) -> str:
             f"(CRM {result['records_crm']}, POS with a name {result['records_pos']})")
     if w:
         head += f", world of {w['people']} people × {w['days']} days, seed {w['seed']}"
-    lines = [head, f"EM: {result['em_seconds']:.2f} s, prior λ = {result['em_prior']:.4g}", "",
+    lines = [head, f"EM: {result['em_seconds']:.2f} s, prior λ = {result['em_prior']:.4g}; term frequencies: "
+             f"{'on' if result['term_frequencies'] else 'off'}; threshold chosen on the EM posteriors for "
+             f"precision {result['target_precision']}: {result['em_chosen']['match_threshold']:.4g}", "",
              f"{'parameters':<10} {'threshold':>9} {'precision':>9} {'recall':>7} {'F1':>7} "
              f"{'pred pairs':>10} {'true pairs':>10} {'false +':>7} {'rec/s':>8}"]
     for r in result["runs"]:
         lines.append(f"{r['parameters']:<10} {r['match_threshold']:>9.4g} {r['precision']:>9.4f} {r['recall']:>7.4f} "
                      f"{r['f1']:>7.4f} {r['predicted_pairs']:>10} {r['true_pairs']:>10} "
                      f"{r['false_positive_pairs']:>7} {r['records_per_second'] or 0:>8.0f}")
+    lines.append(f"raw baseline (blocking and candidate look-ups, no scoring): "
+                 f"{result['baseline_blocking_only_records_per_second'] or 0:.0f} records/s")
     return "\n".join(lines)
 
 
@@ -248,12 +301,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--world", help="evaluate a world written by `cdp simulate --out DIR` instead of generating one")
     p.add_argument("--match", type=float, default=Thresholds().match, help="match probability threshold")
     p.add_argument("--sweep", action="store_true", help=f"also run at match thresholds {', '.join(map(str, SWEEP))}")
+    p.add_argument("--target-precision", type=float, default=TARGET_PRECISION,
+                   help=f"precision the threshold chosen on the EM posteriors aims at (default {TARGET_PRECISION})")
+    p.add_argument("--term-frequencies", action=argparse.BooleanOptionalAction, default=Matching().term_frequencies,
+                   help="score with term-frequency adjustments (default: as the service, matching.term_frequencies)")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
 
 
 def run(args: argparse.Namespace) -> dict:
     kw = {"thresholds": Thresholds(args.match, min(args.match, Thresholds().review)),
-          "sweep": SWEEP if args.sweep else ()}
+          "sweep": SWEEP if args.sweep else (), "target_precision": args.target_precision,
+          "term_frequencies": args.term_frequencies}
     if args.world:
         return evaluate_offline(args.world, **kw)
     return evaluate_world(args.people, args.days, args.seed, **kw)

@@ -7,9 +7,15 @@ shared_max_profiles, merge_protection) and three more settings::
     default_region: ES                       # phones without a country code are read in it
     matching:                                # probabilistic matching of offline records
       enabled: true
-      match: 0.99                            # merge at or above this probability (matching.Thresholds)
-      review: 0.5                            # list as a candidate at or above this
-      model: {...}                           # m/u probabilities (MatchModel.to_dict); default: built in
+      match: 0.9                             # merge at or above this posterior (matching.Thresholds)
+      review: 0.5                            # list as a candidate at or above this pair probability
+      term_frequencies: false                # weigh agreement by how common the value is (a rare
+                                             # surname counts more than "García"; matching.TermFrequencies);
+                                             # off by default: with few stored records the counts swing
+                                             # the scores widely (docs/services/identity.md)
+      size_prior: true                       # a profile with n records gets n times the prior odds
+      model: {...}                           # m/u probabilities, the household u, prior and vetoes
+                                             # (MatchModel.to_dict); default: built in
 
 Versions are kept in the `rules` table; the newest is active. Identifier types and the
 default region also have environment defaults (CDP_IDENTITY_TYPES, CDP_IDENTITY_DEFAULT_REGION)
@@ -44,7 +50,7 @@ blocked:
   - {type: phone, regex: "\\+\\d*?(\\d)\\1{6,}", reason: "placeholder phone (a digit repeated 7 times)"}
 """
 _OWN = ("identifier_types", "default_region", "matching")
-_MATCHING = ("enabled", "match", "review", "model")
+_MATCHING = ("enabled", "match", "review", "term_frequencies", "size_prior", "model")
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,8 @@ class Matching:
     enabled: bool = True
     match: float = Thresholds.match
     review: float = Thresholds.review
+    term_frequencies: bool = False  # best_matches(tf=...): the counts of the stored records' values
+    size_prior: bool = True  # best_matches(size_prior=...)
     model: Mapping | None = None  # MatchModel.to_dict(); None: the built-in default
 
 
@@ -96,13 +104,15 @@ def _matching(raw: object) -> Matching:
     if raw is None:
         return Matching()
     if not isinstance(raw, Mapping):
-        raise RulesError("must be a mapping (enabled, match, review, model)", field="matching")
+        raise RulesError(f"must be a mapping ({', '.join(_MATCHING)})", field="matching")
     for k in raw:
         if k not in _MATCHING:
             raise RulesError(f"unknown setting; known: {', '.join(_MATCHING)}", field=f"matching.{k}")
-    enabled = raw.get("enabled", True)
-    if not isinstance(enabled, bool):
-        raise RulesError("must be true or false", field="matching.enabled")
+    flags = {}
+    for name in ("enabled", "term_frequencies", "size_prior"):
+        flags[name] = raw.get(name, getattr(Matching, name))
+        if not isinstance(flags[name], bool):
+            raise RulesError("must be true or false", field=f"matching.{name}")
     m = Matching()
     match, review = raw.get("match", m.match), raw.get("review", m.review)
     for name, v in (("match", match), ("review", review)):
@@ -118,7 +128,8 @@ def _matching(raw: object) -> Matching:
             MatchModel.from_dict(model)
         except InvalidArgument as e:
             raise RulesError(str(e), field=f"matching.model.{e.field}" if e.field else "matching.model") from None
-    return Matching(enabled, float(match), float(review), model)
+    return Matching(flags["enabled"], float(match), float(review), flags["term_frequencies"], flags["size_prior"],
+                    model)
 
 
 class ConfigStore:

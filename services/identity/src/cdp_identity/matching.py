@@ -11,20 +11,31 @@ compared with the stored records of existing profiles that share one of its bloc
    dropped). Placeholders (test@test.com, +34600000000, "null", …) count as unknown.
 2. `blocking_keys(rec)` gives several keys (name+postcode, initials+postcode, full name,
    birthday+initials, phone, e-mail local part), so that a typo in one field still leaves a key
-   shared with the true match. The service stores them per record and looks candidates up.
-3. `MatchModel.score(a, b)` compares field by field. Each field falls into a level: `exact`,
-   one or two fuzzy levels (`close`, `similar`: rapidfuzz Jaro-Winkler or Levenshtein
-   thresholds, a nickname table for first names), `different`; when either side lacks the
-   field the comparison is neutral (weight 0). A level's weight is log2(m/u) with
-   m = P(level | same person) and u = P(level | different people). The match weight adds the
-   prior's log-odds log2(λ/(1-λ)), λ being the share of candidate pairs that are matches; the
-   probability is 2^W / (1 + 2^W).
-4. `MatchModel.default()` has hand-set parameters; `MatchModel.estimate(records)` learns them
-   unsupervised: u from random pairs, then m, u and λ by expectation-maximisation over the
-   candidate pairs that blocking generates (the pairs the model will actually score).
-5. `best_matches(model, rec, candidates, thresholds)` ranks candidates: those at or above
-   `thresholds.match` merge (a wrong merge is worse than a miss, so it is set high), those in
-   [review, match) are listed for review.
+   shared with the true match (the union of the blocks is compared). The service stores them
+   per record and looks candidates up.
+3. `compare_levels(a, b, tf)` puts each field in a level (LEVELS): `exact`; for names `close`
+   (one keystroke apart — a letter substituted, dropped, doubled or two swapped — or a nickname)
+   and `similar` (Jaro-Winkler); for surnames `exact` (all surnames alike) apart from `first`
+   (the one surname both sides give: relatives share it); for postcodes `typo` (one character
+   off, one value much rarer than the other: its typo) apart from `close` (two places people
+   live in); `different`. Missing on either side is neutral (weight 0). With term frequencies,
+   two common names one keystroke apart (María, Marina) are `different`.
+4. `MatchModel.score(a, b, tf)`: each level's weight is log2(m/u), m = P(level | same person),
+   u = P(level | different people); the prior's log-odds log2(λ/(1-λ)) is added and the
+   probability is 2^W / (1 + 2^W). Address fields count once (the strongest); at one dwelling
+   (the street agrees) the surname, e-mail and phone are weighed against relatives, not
+   strangers (the household u); with a `TermFrequencies` table, agreement on a rare value
+   counts more than on a common one (Splink's term-frequency adjustment).
+5. `MatchModel.default()` has hand-set parameters; `MatchModel.estimate(records)` learns them
+   unsupervised: u from random pairs, the household u from pairs at one address, then m and λ
+   by expectation-maximisation over the candidate pairs that blocking generates.
+6. `best_matches(model, rec, candidates, thresholds, tf=, sizes=)` decides: a profile's score is
+   its best record's; "the record is profile k's person" and "someone new" exclude each other,
+   so the posterior of k is odds_k / (1 + Σ odds) (two namesakes who fit equally well share
+   it and neither merges), with n times the prior odds for a profile of n records. At or above
+   `thresholds.match` it merges; pairs at or above `thresholds.review` are listed for review.
+   `choose_threshold` picks the match threshold from the model's own posteriors for a target
+   precision.
 """
 
 from __future__ import annotations
@@ -34,12 +45,12 @@ import random
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from functools import lru_cache
 
 import phonenumbers
-from rapidfuzz.distance import JaroWinkler, Levenshtein
+from rapidfuzz.distance import OSA, JaroWinkler, Levenshtein
 
 from cdp_core.errors import InvalidArgument
 
@@ -51,11 +62,11 @@ FIELDS: tuple[str, ...] = ("first_name", "last_name", "birthday", "street", "cit
 # The comparison levels of each field, most to least alike (missing is not a level: neutral).
 LEVELS: dict[str, tuple[str, ...]] = {
     "first_name": ("exact", "close", "similar", "different"),
-    "last_name": ("exact", "close", "similar", "different"),
+    "last_name": ("exact", "first", "close", "similar", "different"),
     "birthday": ("exact", "close", "different"),
     "street": ("exact", "close", "different"),
     "city": ("exact", "close", "different"),
-    "postal_code": ("exact", "close", "different"),
+    "postal_code": ("exact", "typo", "close", "different"),
     "state": ("exact", "different"),
     "phone": ("exact", "close", "different"),
     "email_local": ("exact", "close", "different"),
@@ -70,6 +81,13 @@ CITY_CLOSE = 0.90
 # Fields that describe one place: only the largest agreement weight among them counts (street,
 # postcode and city agreeing are one fact, not three); their disagreements all count.
 ADDRESS_GROUP: tuple[str, ...] = ("street", "postal_code", "city", "state")
+# Fields that people of one household often share. FS weights assume the fields agree
+# independently among non-matches, which a household breaks: two relatives at one address agree
+# on the surname (and often a family e-mail or a landline) far more often than two strangers.
+# When the street agrees (one dwelling), these fields' u is the household u
+# (MatchModel.household), which EM estimates from pairs at one address with different first names.
+HOUSEHOLD_FIELDS: tuple[str, ...] = ("last_name", "email_local", "phone")
+DWELLING_FIELD = "street"
 # Fields that people of one household do not share: when one of them is `different`, the pair
 # is not merged however strong the rest (a surname, an address and a family e-mail agree for
 # every member of a family); it can still be listed for review.
@@ -362,12 +380,18 @@ def blocking_keys(rec: MatchRecord) -> list[str]:
 
 # --- comparing ----------------------------------------------------------------------------
 
+def _one_edit(a: str, b: str) -> bool:
+    """One keystroke apart (a letter substituted, dropped, doubled or two adjacent letters
+    swapped: optimal string alignment distance 1), for words of four letters or more."""
+    return max(len(a), len(b)) >= 4 and min(len(a), len(b)) >= 3 and OSA.distance(a, b, score_cutoff=1) <= 1
+
+
 @lru_cache(maxsize=262_144)
 def _cmp_first(a: str, b: str) -> int:
     if a == b:
         return 0
     ca, cb = canonical_first(a), canonical_first(b)
-    if ca == cb or a.replace(" ", "") == b.replace(" ", ""):
+    if ca == cb or a.replace(" ", "") == b.replace(" ", "") or _one_edit(a, b):
         return 1
     s = max(JaroWinkler.similarity(a, b), JaroWinkler.similarity(ca, cb))
     return 1 if s >= NAME_CLOSE else 2 if s >= NAME_SIMILAR else 3
@@ -375,23 +399,32 @@ def _cmp_first(a: str, b: str) -> int:
 
 @lru_cache(maxsize=262_144)
 def _cmp_last(a: str, b: str) -> int:
-    """Surnames word by word when both have several (Spanish first and second surname: the
-    second differs between siblings' spouses, cousins, …); against the first word when one side
-    has one only (a till writes the first surname): the information at hand agreeing is exact."""
+    """`exact`: two or more surnames, all alike (Spanish first and second surname); `first`: the
+    surname both sides know agrees, one side (or both) giving one only (a till writes the first
+    surname; an English record has one): weaker, as relatives share the first surname. Then
+    `close` (one keystroke apart, word by word when both have several: the second surname
+    differs between cousins, spouses, …), `similar` (Jaro-Winkler), `different`."""
     if a == b:
-        return 0
+        return 0 if " " in a else 1
     wa, wb = a.split(" "), b.split(" ")
     if len(wa) > 1 and len(wb) > 1:
-        s = min(JaroWinkler.similarity(wa[0], wb[0]), JaroWinkler.similarity(" ".join(wa[1:]), " ".join(wb[1:])))
+        ra, rb = " ".join(wa[1:]), " ".join(wb[1:])
+        if (wa[0] == wb[0] or _one_edit(wa[0], wb[0])) and (ra == rb or _one_edit(ra, rb)):
+            return 2
+        s = min(JaroWinkler.similarity(wa[0], wb[0]), JaroWinkler.similarity(ra, rb))
         s = max(s, JaroWinkler.similarity(a.replace(" ", ""), b.replace(" ", "")) - 0.1)
     elif len(wa) > 1 or len(wb) > 1:
         single, multi = (a, wb) if len(wa) == 1 else (b, wa)
         if single == multi[0] or single == "".join(multi):
-            return 0
+            return 1
+        if _one_edit(single, multi[0]):
+            return 2
         s = max(JaroWinkler.similarity(single, multi[0]), JaroWinkler.similarity(single, "".join(multi)))
     else:
+        if _one_edit(a, b):
+            return 2
         s = JaroWinkler.similarity(a, b)
-    return 1 if s >= NAME_CLOSE else 2 if s >= NAME_SIMILAR else 3
+    return 2 if s >= NAME_CLOSE else 3 if s >= NAME_SIMILAR else 4
 
 
 def _cmp_birthday(a: str, b: str) -> int:
@@ -418,9 +451,12 @@ def _cmp_city(a: str, b: str) -> int:
 
 
 def _cmp_postcode(a: str, b: str) -> int:
+    """`close`: one character apart within one region (the first two characters agree: a
+    province in Spain, a group of states in the US), else `different`. `typo` is set by
+    `compare_levels` from the term frequencies."""
     if a == b:
         return 0
-    return 1 if Levenshtein.distance(a, b) <= 1 else 2
+    return 2 if a[:2] == b[:2] and Levenshtein.distance(a, b, score_cutoff=1) <= 1 else 3
 
 
 def _cmp_state(a: str, b: str) -> int:
@@ -456,12 +492,26 @@ _COMPARE = {
     "email_local": _cmp_email,
 }
 MISSING = -1
+_BLOCK_PREFIXES = ("lp:", "i:", "fl:", "fk:", "fp:", "b:", "p:", "e:")  # blocking_keys' kinds
 _GROUP_IX: tuple[int, ...] = tuple(FIELDS.index(f) for f in ADDRESS_GROUP)
+_DWELLING_IX = FIELDS.index(DWELLING_FIELD)
+_HOUSEHOLD_IX: tuple[int, ...] = tuple(FIELDS.index(f) for f in HOUSEHOLD_FIELDS)
+_POSTCODE_IX = FIELDS.index("postal_code")
+_PC_TYPO, _PC_CLOSE = LEVELS["postal_code"].index("typo"), LEVELS["postal_code"].index("close")
+TYPO_RATIO = 3.0  # a value this many times rarer than a close one is taken for its typo
+TF_COMMON_COUNT = 2  # a name held by this many stored records is a name, not a typo
+_NAME_IX = (("first_name", FIELDS.index("first_name")), ("last_name", FIELDS.index("last_name")))
+_NAME_CLOSE = {"first_name": LEVELS["first_name"].index("close"), "last_name": LEVELS["last_name"].index("close")}
 
 
-def compare_levels(a: MatchRecord, b: MatchRecord) -> tuple[int, ...]:
+def compare_levels(a: MatchRecord, b: MatchRecord, tf: TermFrequencies | None = None) -> tuple[int, ...]:
     """The level index of each field in FIELDS order (an index into LEVELS[field]); -1 when
-    either side lacks the field."""
+    either side lacks the field.
+
+    With term frequencies, a `close` postcode where one value is TYPO_RATIO times rarer than
+    the other is a `typo`: the rare one is most likely the common one mistyped, and the pair is
+    nearly as telling as an exact match, whereas two common postcodes one digit apart are two
+    neighbouring places (people living in both). Without, every such pair is `close`."""
     out = []
     for f in FIELDS:
         x, y = getattr(a, f), getattr(b, f)
@@ -469,7 +519,118 @@ def compare_levels(a: MatchRecord, b: MatchRecord) -> tuple[int, ...]:
             out.append(MISSING)
         else:
             out.append(_COMPARE[f](x, y) if x <= y else _COMPARE[f](y, x))
+    if tf is not None:
+        if out[_POSTCODE_IX] == _PC_CLOSE and "postal_code" in tf.fields:
+            ta, tb = tf.tf("postal_code", a.postal_code), tf.tf("postal_code", b.postal_code)
+            if max(ta, tb) >= TYPO_RATIO * min(ta, tb):
+                out[_POSTCODE_IX] = _PC_TYPO
+        for f, k in _NAME_IX:
+            if out[k] == _NAME_CLOSE[f] and f in tf.fields:
+                x, y = tf_value(f, getattr(a, f)), tf_value(f, getattr(b, f))
+                if x != y and _two_names(tf, f, x, y):
+                    out[k] = len(LEVELS[f]) - 1
     return tuple(out)
+
+
+def _two_names(tf: TermFrequencies, f: str, x: str, y: str) -> bool:
+    """Two values one keystroke apart that are both common (each held by TF_COMMON_COUNT stored
+    records or more, neither TYPO_RATIO times rarer than the other) are two names (María and
+    Marina, Mario and María), not one name and its typo: `different`, not `close`."""
+    cx, cy = tf.count(f, x), tf.count(f, y)
+    return min(cx, cy) >= TF_COMMON_COUNT and max(cx, cy) < TYPO_RATIO * min(cx, cy)
+
+
+# --- term frequencies ---------------------------------------------------------------------
+
+# Fields whose agreement is adjusted for how common the value is, and the levels adjusted.
+TF_FIELDS: tuple[str, ...] = ("first_name", "last_name", "postal_code")
+TF_LEVELS: dict[str, frozenset[str]] = {
+    "first_name": frozenset({"exact", "close"}),
+    "last_name": frozenset({"exact", "first", "close"}),
+    "postal_code": frozenset({"exact", "typo", "close"}),
+}
+TF_MAX_BITS = 4.0  # an adjustment moves a field's weight by at most this many bits either way
+TF_PSEUDO_COUNT = 1.0  # added to every value's count: an unseen value is rare, not impossible
+MAX_TF_VALUE_LENGTH = 200  # longer values are not counted (a record's fields are short)
+
+
+def tf_value(field: str, value: str) -> str:
+    """The value a field is counted under: the first surname (what every record of a person
+    shares: a till writes one, the CRM two), the first name's canonical form for a nickname."""
+    if field == "last_name":
+        return value.split(" ", 1)[0]
+    if field == "first_name":
+        return canonical_first(value) if value in NICKNAMES else value
+    return value
+
+
+class TermFrequencies:
+    """How many stored records hold each value of the TF_FIELDS (an in-memory table; the
+    service keeps the same counts per (field, value) in its database and builds one with
+    `from_counts`). `tf(field, value)` = (count + TF_PSEUDO_COUNT) / (records + TF_PSEUDO_COUNT
+    / u), u being the field's average u of exact agreement: with no records every value is
+    average, and a value never seen is rare."""
+
+    def __init__(self, fields: Sequence[str] = TF_FIELDS, *, u: Mapping[str, float] | None = None):
+        for f in fields:
+            if f not in TF_FIELDS:
+                raise MatchConfigError(f"unknown field; known: {', '.join(TF_FIELDS)}", field=f"term_frequency.{f}")
+        self.fields = tuple(fields)
+        base = MatchModel.default().tf_u() if u is None else u
+        self._u = {f: float(base[f]) for f in self.fields}
+        self.counts: dict[str, dict[str, int]] = {f: {} for f in self.fields}
+        self.totals: dict[str, int] = {f: 0 for f in self.fields}
+
+    @classmethod
+    def from_counts(cls, counts: Mapping[str, Mapping[str, int]], totals: Mapping[str, int],
+                    fields: Sequence[str] = TF_FIELDS, *, u: Mapping[str, float] | None = None) -> TermFrequencies:
+        """From stored counts: counts[field][value] and totals[field] (records with the field);
+        `u` as `MatchModel.tf_u()` (default: the built-in model's)."""
+        out = cls(fields, u=u)
+        for f in out.fields:
+            raw = counts.get(f, {})
+            if any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in raw.values()):
+                raise MatchConfigError("counts must be integers of at least 0", field=f"term_frequency.{f}")
+            c = {v: n for v, n in raw.items() if n > 0}
+            t = totals.get(f, 0)
+            if isinstance(t, bool) or not isinstance(t, int) or t < sum(c.values()):
+                raise MatchConfigError("the total must be an integer no smaller than the sum of the counts",
+                                       field=f"term_frequency.{f}")
+            out.counts[f], out.totals[f] = c, t
+        return out
+
+    def keys(self, rec: MatchRecord) -> list[tuple[str, str]]:
+        """The (field, value) pairs a record is counted under."""
+        out = []
+        for f in self.fields:
+            v = getattr(rec, f)
+            if v and len(v) <= MAX_TF_VALUE_LENGTH:
+                out.append((f, tf_value(f, v)))
+        return out
+
+    def add(self, rec: MatchRecord) -> None:
+        for f, v in self.keys(rec):
+            self.counts[f][v] = self.counts[f].get(v, 0) + 1
+            self.totals[f] += 1
+
+    def remove(self, rec: MatchRecord) -> None:
+        """Undoes `add` (a forgotten or split record); a record never added is an error."""
+        keys = self.keys(rec)
+        for f, v in keys:
+            if self.counts[f].get(v, 0) < 1:
+                raise MatchConfigError("was never counted", field=f"term_frequency.{f}")
+        for f, v in keys:
+            self.counts[f][v] -= 1
+            if not self.counts[f][v]:
+                del self.counts[f][v]
+            self.totals[f] -= 1
+
+    def count(self, field: str, value: str) -> int:
+        return self.counts[field].get(value, 0)
+
+    def tf(self, field: str, value: str) -> float:
+        u = self._u[field]
+        return (self.counts[field].get(value, 0) + TF_PSEUDO_COUNT) / (self.totals[field] + TF_PSEUDO_COUNT / u)
 
 
 # --- the model ----------------------------------------------------------------------------
@@ -487,14 +648,21 @@ class MatchScore:
     probability: float  # 2^weight / (1 + 2^weight)
     comparisons: tuple[Comparison, ...]
     vetoed: tuple[str, ...] = ()  # veto fields found `different`: the pair never merges on its own
+    # P(the record is this candidate's person), the candidates and "someone new" being exclusive
+    # (best_matches); None for a lone pair (`MatchModel.score`)
+    posterior: float | None = None
 
 
 @dataclass(frozen=True)
 class Thresholds:
     """Match probabilities: at or above `match` the records merge; in [review, match) the pair is
-    listed for review. The default is set for precision (a wrong merge is worse than a miss)."""
+    listed for review. `match` applies to the posterior (best_matches: the candidates and "someone
+    new" share the probability); the default, 0.9, kept precision at or above 0.995 on every
+    simulated world measured (BENCHMARKS.md, Identity, Offline matching: the lowest threshold
+    that did, with both the built-in and the EM parameters); `choose_threshold` picks one from
+    the model's own posteriors for a target precision."""
 
-    match: float = 0.99
+    match: float = 0.9
     review: float = 0.5
 
     def __post_init__(self) -> None:
@@ -525,12 +693,12 @@ def _log2(x: float) -> float:
 _DEFAULT_MU: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     # field: (m per level, u per level), levels as in LEVELS; u is P(level | two random records
     # of different people), m is P(level | two records of one person)
-    "first_name": ((0.80, 0.12, 0.04, 0.04), (0.01, 0.002, 0.01, 0.978)),
-    "last_name": ((0.80, 0.14, 0.03, 0.03), (0.01, 0.002, 0.01, 0.978)),
+    "first_name": ((0.88, 0.09, 0.015, 0.015), (0.012, 0.0013, 0.007, 0.9797)),
+    "last_name": ((0.40, 0.45, 0.08, 0.035, 0.035), (0.0002, 0.0095, 0.002, 0.008, 0.9803)),
     "birthday": ((0.95, 0.03, 0.02), (0.0002, 0.002, 0.9978)),
     "street": ((0.85, 0.10, 0.05), (0.001, 0.01, 0.989)),
     "city": ((0.92, 0.04, 0.04), (0.10, 0.01, 0.89)),
-    "postal_code": ((0.85, 0.10, 0.05), (0.003, 0.03, 0.967)),
+    "postal_code": ((0.85, 0.04, 0.08, 0.03), (0.0018, 0.0007, 0.026, 0.9715)),
     "state": ((0.95, 0.05), (0.20, 0.80)),
     "phone": ((0.85, 0.05, 0.10), (0.0001, 0.0001, 0.9998)),
     "email_local": ((0.85, 0.05, 0.10), (0.0001, 0.0001, 0.9998)),
@@ -538,6 +706,13 @@ _DEFAULT_MU: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
 # λ, the share of all record pairs that are of one person: about (records per person - 1) / records,
 # so 1e-4 suits some tens of thousands of records; `estimate` measures it.
 _DEFAULT_PRIOR = 1e-4
+# u of the household fields (HOUSEHOLD_FIELDS) for two records of different people at one
+# dwelling (their streets agree): relatives share a surname, a family e-mail, a landline.
+_DEFAULT_HOUSEHOLD_U: dict[str, tuple[float, ...]] = {
+    "last_name": (0.05, 0.6, 0.02, 0.02, 0.31),
+    "email_local": (0.05, 0.01, 0.94),
+    "phone": (0.05, 0.01, 0.94),
+}
 
 
 @dataclass(frozen=True)
@@ -551,13 +726,20 @@ class MatchModel:
     person) and the veto fields (see DEFAULT_VETOES)."""
 
     def __init__(self, params: Mapping[str, FieldParams], prior: float,
-                 vetoes: Sequence[str] = DEFAULT_VETOES):
+                 vetoes: Sequence[str] = DEFAULT_VETOES, household: Mapping[str, Sequence[float]] | None = None):
         self.params = dict(params)
         self.prior = prior
         self.vetoes = tuple(vetoes)
+        self.household = {f: tuple(household[f]) if household and f in household else _DEFAULT_HOUSEHOLD_U[f]
+                          for f in HOUSEHOLD_FIELDS}
         self._weights = {f: tuple(_log2(m) - _log2(u) for m, u in zip(p.m, p.u, strict=True))
                          for f, p in self.params.items()}
+        self._hh_weights = {FIELDS.index(f): tuple(_log2(m) - _log2(u) for m, u in
+                                                   zip(self.params[f].m, self.household[f], strict=True))
+                            for f in HOUSEHOLD_FIELDS}
         self._prior_weight = _log2(prior) - _log2(1 - prior)
+        self._tf_u = {FIELDS.index(f): self.params[f].u[0] if f != "last_name" else self.params[f].u[1]
+                      for f in TF_FIELDS}
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, MatchModel) and self.to_dict() == other.to_dict()
@@ -577,6 +759,7 @@ class MatchModel:
             "vetoes": list(self.vetoes),
             "fields": {f: {"m": dict(zip(LEVELS[f], p.m, strict=True)), "u": dict(zip(LEVELS[f], p.u, strict=True))}
                        for f, p in self.params.items()},
+            "household": {f: dict(zip(LEVELS[f], u, strict=True)) for f, u in self.household.items()},
         }
 
     @classmethod
@@ -588,8 +771,8 @@ class MatchModel:
         if not isinstance(d, Mapping):
             raise MatchConfigError("must be a mapping with prior and fields", field="model")
         for k in d:
-            if k not in ("prior", "fields", "vetoes"):
-                raise MatchConfigError("unknown setting; known: prior, fields, vetoes", field=str(k))
+            if k not in ("prior", "fields", "vetoes", "household"):
+                raise MatchConfigError("unknown setting; known: prior, fields, vetoes, household", field=str(k))
         prior = d.get("prior", _DEFAULT_PRIOR)
         if isinstance(prior, bool) or not isinstance(prior, int | float) or not 0.0 < prior < 1.0:
             raise MatchConfigError("must be a probability strictly between 0 and 1", field="prior")
@@ -619,7 +802,16 @@ class MatchModel:
         for i, f in enumerate(vetoes):
             if f not in LEVELS:
                 raise MatchConfigError(f"unknown field; known: {', '.join(FIELDS)}", field=f"vetoes[{i}]")
-        return cls(params, float(prior), tuple(vetoes))
+        hh = d.get("household", {})
+        if not isinstance(hh, Mapping):
+            raise MatchConfigError(f"must be a mapping of field ({', '.join(HOUSEHOLD_FIELDS)}) to u per level",
+                                   field="household")
+        household = {}
+        for f, spec in hh.items():
+            if f not in HOUSEHOLD_FIELDS:
+                raise MatchConfigError(f"unknown field; known: {', '.join(HOUSEHOLD_FIELDS)}", field=f"household.{f}")
+            household[f] = _level_probs(spec, f, f"household.{f}")
+        return cls(params, float(prior), tuple(vetoes), household)
 
     # --- scoring ---------------------------------------------------------------------------
 
@@ -628,12 +820,30 @@ class MatchModel:
         """log2(λ / (1 - λ)), the match weight before any comparison."""
         return self._prior_weight
 
+    def tf_u(self) -> dict[str, float]:
+        """Per TF_FIELDS field, the u an average value's agreement has (what `tf` is compared with):
+        of `exact`, for the surname of `first` (surnames are counted by the first one)."""
+        return {FIELDS[k]: u for k, u in self._tf_u.items()}
+
+    def term_frequencies(self) -> TermFrequencies:
+        """An empty term-frequency table for this model (fed with `add` as records are stored)."""
+        return TermFrequencies(TF_FIELDS, u=self.tf_u())
+
     def weights(self) -> dict[str, dict[str, float]]:
         """log2(m/u) per field and level."""
         return {f: dict(zip(LEVELS[f], (round(x, 3) for x in w), strict=True)) for f, w in self._weights.items()}
 
-    def _contributions(self, levels: Sequence[int]) -> list[float]:
+    def _contributions(self, levels: Sequence[int], tf_adjust: Mapping[int, float] | None = None) -> list[float]:
         ws = [0.0 if lv == MISSING else self._weights[f][lv] for f, lv in zip(FIELDS, levels, strict=True)]
+        dwelling = levels[_DWELLING_IX] == 0
+        if tf_adjust:
+            for k, adj in tf_adjust.items():
+                if not (dwelling and k in _HOUSEHOLD_IX):
+                    ws[k] += adj
+        if dwelling:  # one dwelling: relatives, not strangers, are the alternative
+            for k, hw in self._hh_weights.items():
+                if levels[k] != MISSING:
+                    ws[k] = hw[levels[k]]
         best = max(_GROUP_IX, key=lambda k: ws[k])
         for k in _GROUP_IX:
             if k != best and ws[k] > 0:
@@ -644,12 +854,39 @@ class MatchModel:
         """The match weight of a comparison pattern (level indices in FIELDS order)."""
         return self._prior_weight + sum(self._contributions(levels))
 
-    def score(self, a: MatchRecord, b: MatchRecord) -> MatchScore:
+    def tf_adjustments(self, a: MatchRecord, b: MatchRecord, levels: Sequence[int],
+                       tf: TermFrequencies) -> dict[int, float]:
+        """The term-frequency adjustment (bits) of each TF_FIELDS field that agrees (TF_LEVELS):
+        log2(u / tf), u being the field's u of exact agreement (what an average value is worth)
+        and tf the value's share of the stored records (the rarer of the two for a fuzzy level:
+        the likelihood ratio of a typo'd pair is driven by the rare, typo'd side), within
+        ±TF_MAX_BITS. A match on a rare surname counts more than one on "García"; a one-letter
+        difference between two common names (María, Mario) counts less than a typo."""
+        out = {}
+        for f in tf.fields:
+            k = FIELDS.index(f)
+            lv = levels[k]
+            if lv == MISSING or LEVELS[f][lv] not in TF_LEVELS[f]:
+                continue
+            x, y = tf_value(f, getattr(a, f)), tf_value(f, getattr(b, f))
+            t = tf.tf(f, x) if x == y else max(tf.tf(f, x), tf.tf(f, y))
+            adj = _log2(self._tf_u[k]) - _log2(t)
+            out[k] = max(-TF_MAX_BITS, min(TF_MAX_BITS, adj))
+        return out
+
+    def weight(self, a: MatchRecord, b: MatchRecord, tf: TermFrequencies | None = None) -> float:
+        """`score(a, b, tf).weight` alone (cheaper: no comparisons kept)."""
+        levels = compare_levels(a, b, tf)
+        return self._prior_weight + sum(
+            self._contributions(levels, self.tf_adjustments(a, b, levels, tf) if tf is not None else None))
+
+    def score(self, a: MatchRecord, b: MatchRecord, tf: TermFrequencies | None = None) -> MatchScore:
         """The match weight (prior log-odds plus each field's counted weight) and probability.
         A Comparison's weight is what counted: 0 when missing, and 0 for an address field that
-        agrees less strongly than another address field (ADDRESS_GROUP)."""
-        levels = compare_levels(a, b)
-        ws = self._contributions(levels)
+        agrees less strongly than another address field (ADDRESS_GROUP); with `tf`, the
+        term-frequency adjustment is included (`tf_adjustments`)."""
+        levels = compare_levels(a, b, tf)
+        ws = self._contributions(levels, self.tf_adjustments(a, b, levels, tf) if tf is not None else None)
         comps = tuple(Comparison(f, "missing" if lv == MISSING else LEVELS[f][lv], w)
                       for f, lv, w in zip(FIELDS, levels, ws, strict=True))
         w = self._prior_weight + sum(ws)
@@ -665,6 +902,9 @@ class MatchModel:
 
         - u: the level frequencies over `random_pairs` random pairs (nearly all of different
           people), so u is P(level | two records of different people), whatever blocking does.
+          Levels as scoring with term frequencies gives them (counts of all the records).
+        - the household u: the level frequencies of HOUSEHOLD_FIELDS over pairs at one dwelling
+          (same street and postcode) whose first names differ: two relatives, nearly always.
         - m: EM over the candidate pairs that blocking generates (keys shared by more than
           `max_block` records are skipped), in two sessions so that the fields a block agrees on
           by construction do not drive it: over pairs with the same first and last name, the m of
@@ -689,12 +929,15 @@ class MatchModel:
             return default
         rng = random.Random(seed)
         nf = len(FIELDS)
+        tf = TermFrequencies()  # the levels as scoring with the service's counts gives them
+        for r in recs:
+            tf.add(r)
         counts_u = [[0.0] * len(LEVELS[f]) for f in FIELDS]
         for _ in range(random_pairs):
             i, j = rng.randrange(n), rng.randrange(n)
             if i == j:
                 continue
-            for k, lv in enumerate(compare_levels(recs[i], recs[j])):
+            for k, lv in enumerate(compare_levels(recs[i], recs[j], tf)):
                 if lv != MISSING:
                     counts_u[k][lv] += 1
         u = [np.array(_smooth(c)) for c in counts_u]
@@ -702,6 +945,8 @@ class MatchModel:
         for i, r in enumerate(recs):
             for key in blocking_keys(r):
                 index.setdefault(key, []).append(i)
+            if r.street:  # one dwelling: for the household u only
+                index.setdefault(f"dw:{r.street}|{r.postal_code}", []).append(i)
 
         def pairs_of(prefixes: tuple[str, ...]) -> np.ndarray:
             out: set[tuple[int, int]] = set()
@@ -713,10 +958,20 @@ class MatchModel:
                         out.add((ids[x], ids[y]))
             if not out:
                 return np.zeros((0, nf), dtype=np.int8)
-            return np.array([compare_levels(recs[i], recs[j]) for i, j in sorted(out)], dtype=np.int8)
+            return np.array([compare_levels(recs[i], recs[j], tf) for i, j in sorted(out)], dtype=np.int8)
 
         m = [np.array(default.params[f].m, dtype=float) for f in FIELDS]
         ix = {f: FIELDS.index(f) for f in FIELDS}
+        # the household u: pairs at one dwelling whose first names differ (two people, nearly always)
+        hh = {k: np.array(default.household[FIELDS[k]]) for k in _HOUSEHOLD_IX}
+        levels = pairs_of(("dw:",))
+        if len(levels):
+            two = levels[levels[:, ix["first_name"]] == len(LEVELS["first_name"]) - 1]
+            for k in _HOUSEHOLD_IX:
+                col = two[:, k]
+                col = col[col != MISSING]
+                if len(col) >= 10:
+                    hh[k] = np.array(_smooth(np.bincount(col, minlength=len(LEVELS[FIELDS[k]])).tolist()))
         not_names = [ix[f] for f in FIELDS if f not in ("first_name", "last_name")]
         sessions = (
             # same first and last name: the other fields' m (namesakes vs the same person)
@@ -734,18 +989,19 @@ class MatchModel:
             patterns, counts = np.unique(levels, axis=0, return_counts=True)
             learn = [k for k in learn if np.any(patterns[:, k] != MISSING)]
             sm, _ = _em(patterns, counts.astype(float), [x.copy() for x in m], u, use, learn,
-                        max_iter=max_iter, tol=tol)
+                        max_iter=max_iter, tol=tol, hh=hh)
             for k in learn:
                 m[k] = sm[k]
                 learnt.add(k)
         for k in learnt:
             m[k] = np.array(_monotone(m[k], u[k]))
         # the prior: expected matches among all candidate pairs, over all pairs
-        levels = pairs_of(("",))
+        levels = pairs_of(tuple(p for p in _BLOCK_PREFIXES))
         prior = default.prior
         if len(levels):
             patterns, counts = np.unique(levels, axis=0, return_counts=True)
-            _, lam = _em(patterns, counts.astype(float), m, u, list(range(nf)), [], max_iter=max_iter, tol=tol)
+            _, lam = _em(patterns, counts.astype(float), m, u, list(range(nf)), [], max_iter=max_iter, tol=tol,
+                         hh=hh)
             prior = min(max(lam * len(levels) / (n * (n - 1) / 2), 1e-12), 0.5)
         params = {}
         for k, f in enumerate(FIELDS):
@@ -754,22 +1010,28 @@ class MatchModel:
             else:
                 params[f] = FieldParams(tuple(round(float(x), 8) for x in m[k]),
                                         tuple(round(float(x), 8) for x in u[k]))
-        return cls(params, float(f"{prior:.6g}"))
+        household = {FIELDS[k]: tuple(round(float(x), 8) for x in hh[k]) for k in _HOUSEHOLD_IX}
+        return cls(params, float(f"{prior:.6g}"), household=household)
 
 
 def _em(patterns, counts, m, u, use: list[int], learn: list[int], *, max_iter: int, tol: float,
-        lam: float = 0.1):
+        lam: float = 0.1, hh: Mapping[int, object] | None = None):
     """EM over distinct comparison patterns (rows of level indices) with their counts: the
     likelihood over the fields in `use`; the m of the fields in `learn` and λ re-estimated, u
-    fixed. Returns (m, λ)."""
+    fixed (`hh`: the household u of HOUSEHOLD_FIELDS, used where the street agrees, as in
+    `MatchModel.score`). Returns (m, λ)."""
     import numpy as np
 
+    dwelling = patterns[:, _DWELLING_IX] == 0
     for _ in range(max_iter):
         w = np.zeros(patterns.shape)
         for k in use:
             col = patterns[:, k]
             seen = col != MISSING
             w[seen, k] = np.log(m[k][col[seen]]) - np.log(u[k][col[seen]])
+            if hh is not None and k in hh:
+                at = seen & dwelling
+                w[at, k] = np.log(m[k][col[at]]) - np.log(hh[k][col[at]])
         g_ix = list(_GROUP_IX)
         grp = w[:, g_ix]
         logr = (w.sum(axis=1) - grp.sum(axis=1) + np.clip(grp, None, 0).sum(axis=1)
@@ -808,9 +1070,34 @@ def _smooth(counts: Sequence[float], alpha: float = 0.5) -> tuple[float, ...]:
     return tuple((c + alpha) / total for c in counts)
 
 
+# The levels of a field before it gained one, and how a model saved then maps onto today's: the
+# old level's probability is shared between the new levels that split it.
+LEGACY_LEVELS: dict[str, dict[str, tuple[str, ...]]] = {
+    # until last_name told two agreeing surnames from the first one: exact covered both
+    "last_name": {"exact": ("exact", "first"), "close": ("close",), "similar": ("similar",),
+                  "different": ("different",)},
+    # until postal_code told a typo'd postcode from a neighbouring one: close covered both
+    "postal_code": {"exact": ("exact",), "close": ("typo", "close"), "different": ("different",)},
+}
+
+
+def _legacy(spec: Mapping, f: str) -> Mapping:
+    """A level mapping written for LEGACY_LEVELS[f], in today's levels; any other unchanged."""
+    old = LEGACY_LEVELS.get(f)
+    if old is None or set(spec) != set(old):
+        return spec
+    out: dict[str, object] = {}
+    for level, into in old.items():
+        v = spec[level]
+        for lv in into:
+            out[lv] = v / len(into) if isinstance(v, int | float) and not isinstance(v, bool) else v
+    return out
+
+
 def _level_probs(spec: object, f: str, where: str) -> tuple[float, ...]:
     if not isinstance(spec, Mapping):
         raise MatchConfigError(f"must map each level ({', '.join(LEVELS[f])}) to a probability", field=where)
+    spec = _legacy(spec, f)
     for k in spec:
         if k not in LEVELS[f]:
             raise MatchConfigError(f"unknown level; known: {', '.join(LEVELS[f])}", field=f"{where}.{k}")
@@ -840,25 +1127,83 @@ def _probability(w: float) -> float:
 # --- deciding -----------------------------------------------------------------------------
 
 def best_matches(model: MatchModel, rec: MatchRecord, candidates: Iterable[tuple[str, MatchRecord]],
-                 thresholds: Thresholds = Thresholds()) -> tuple[list[tuple[str, MatchScore]],
-                                                                 list[tuple[str, MatchScore]]]:
-    """(matches, review): the candidates (by id; an id seen with several records keeps its best
-    score) whose probability is at least `thresholds.match` and that no veto field forbids,
-    best first, and the others whose probability is at least `thresholds.review`, best first. Ties are broken by id, so the order is deterministic."""
-    best: dict[str, MatchScore] = {}
+                 thresholds: Thresholds = Thresholds(), *, size_prior: bool = True,
+                 tf: TermFrequencies | None = None, sizes: Mapping[str, int] | None = None) -> tuple[
+                     list[tuple[str, MatchScore]], list[tuple[str, MatchScore]]]:
+    """(matches, review) among the candidates, each an (id, stored record) pair; an id (a
+    profile) may come with several records.
+
+    A candidate's score is its best record's. The hypotheses "the record is candidate k's
+    person" and "the record is someone new" exclude each other, so the posterior of candidate k
+    is odds_k / (1 + Σ odds_j) with odds_k = 2^weight_k: two namesakes who both match well
+    share the probability and neither merges (a miss beats a wrong merge). With `size_prior`
+    a candidate with n records gets n times the prior odds (a Chinese-restaurant-process
+    prior: people who left many records are likelier to leave the next one); n is `sizes[id]`
+    when given, else the number of records the candidate came with. With `tf`, term frequencies
+    adjust the weights (`MatchModel.score`).
+
+    `matches`: the candidates whose posterior is at least `thresholds.match` and that no veto
+    field forbids (at most one when the threshold is above 0.5); `review`: the others whose
+    pairwise probability is at least `thresholds.review`. Both best first; ties broken by id,
+    so the order is deterministic. Each score carries its `posterior`."""
+    best: dict[str, tuple[float, MatchRecord]] = {}
+    seen: dict[str, int] = {}
     for cid, other in candidates:
-        s = model.score(rec, other)
+        w = model.weight(rec, other, tf)
+        seen[cid] = seen.get(cid, 0) + 1
         cur = best.get(cid)
-        if cur is None or s.weight > cur.weight:
-            best[cid] = s
-    ranked = sorted(best.items(), key=lambda kv: (-kv[1].weight, kv[0]))
-    matches = [(c, s) for c, s in ranked if s.probability >= thresholds.match and not s.vetoed]
-    review = [(c, s) for c, s in ranked
-              if s.probability >= thresholds.review and (s.probability < thresholds.match or s.vetoed)]
+        if cur is None or w > cur[0]:
+            best[cid] = (w, other)
+    if not best:
+        return [], []
+    n = {c: max(seen[c], int(sizes.get(c, 0))) for c in best} if sizes is not None else seen
+    logs = {c: w + (math.log2(n[c]) if size_prior else 0.0) for c, (w, _) in best.items()}
+    # log-sum-exp in base 2, shifted so that nothing overflows
+    scale = max(max(logs.values()), 0.0)
+    total = 2.0 ** -scale + sum(2.0 ** (w - scale) for w in logs.values())
+    review_weight = math.log2(thresholds.review) - math.log2(1.0 - thresholds.review) \
+        if thresholds.review < 1.0 else math.inf
+    scored = {}
+    for c, (w, other) in best.items():
+        post = 2.0 ** (logs[c] - scale) / total
+        if post >= thresholds.match or w >= review_weight - 1e-9:  # the others are not returned
+            scored[c] = replace(model.score(rec, other, tf), posterior=post)
+    ranked = sorted(scored.items(), key=lambda kv: (-kv[1].weight, kv[0]))
+    matches = [(c, s) for c, s in ranked if s.posterior >= thresholds.match and not s.vetoed]
+    chosen = {c for c, _ in matches}
+    review = [(c, s) for c, s in ranked if c not in chosen and s.probability >= thresholds.review]
     return matches, review
 
 
+def choose_threshold(decisions: Iterable[tuple[float, int]], target_precision: float = 0.995, *,
+                     floor: float = 0.5) -> float:
+    """The lowest match threshold whose expected precision, by the model's own posteriors, is at
+    least `target_precision`: no labels needed. `decisions` holds, for each record matched so
+    far (or in a dry run), the posterior of its best candidate and the number of records of that
+    candidate (the pairs a merge would create, each wrong with probability 1 - posterior).
+    Merging every decision at or above t is expected to create Σ n(1 - p) wrong pairs among
+    Σ n; the lowest such t, not below `floor`, is returned (1.0 when no decision qualifies).
+    As good as the model's calibration: check it on labelled data (the accuracy benchmark)."""
+    if isinstance(target_precision, bool) or not isinstance(target_precision, int | float) \
+            or not 0.5 <= target_precision < 1.0:
+        raise MatchConfigError("must be a probability in [0.5, 1)", field="target_precision")
+    by_p: dict[float, int] = {}
+    for p, n in decisions:
+        if n > 0 and float(p) >= floor:
+            by_p[float(p)] = by_p.get(float(p), 0) + int(n)
+    best = 1.0
+    pairs = wrong = 0.0
+    for p in sorted(by_p, reverse=True):  # a threshold takes every decision at its value at once
+        pairs += by_p[p]
+        wrong += by_p[p] * (1.0 - p)
+        if 1.0 - wrong / pairs < target_precision:
+            break
+        best = p
+    return best
+
+
 __all__ = [
-    "FIELDS", "LEVELS", "Comparison", "MatchConfigError", "MatchModel", "MatchRecord", "MatchScore", "Thresholds",
-    "best_matches", "blocking_keys", "compare_levels", "record_from_traits",
+    "FIELDS", "LEVELS", "TF_FIELDS", "Comparison", "MatchConfigError", "MatchModel", "MatchRecord", "MatchScore",
+    "TermFrequencies", "Thresholds", "best_matches", "blocking_keys", "choose_threshold", "compare_levels",
+    "record_from_traits",
 ]

@@ -155,6 +155,7 @@ class IdentityProjection(Projection):
 
         model = MatchModel.from_dict(cfg.matching.model) if cfg.matching.model else MatchModel.default()
         thresholds = Thresholds(match=cfg.matching.match, review=cfg.matching.review)
+        tf = _BatchTermFrequencies(conn, model.tf_u()) if cfg.matching.term_frequencies else None
         batch: list[tuple[str, object, list[str]]] = []  # (profile id, record, blocking keys) seen in this batch
         for r, traits in records:
             rec = record_from_traits(traits, default_region=cfg.default_region)
@@ -167,7 +168,10 @@ class IdentityProjection(Projection):
                 cands = await self._candidates(conn, keys, exclude=pid)
                 cands += [(p, c) for p, c, ks in batch if set(ks) & set(keys) and g.canonical(p) != pid]
                 cands = [(g.canonical(p), c) for p, c in cands if g.canonical(p) != pid]
-                matches, review = best_matches(model, rec, cands, thresholds)
+                if tf is not None:
+                    await tf.load([rec, *(c for _, c in cands)])
+                matches, review = best_matches(model, rec, cands, thresholds, size_prior=cfg.matching.size_prior,
+                                               tf=tf.table if tf is not None else None)
                 targets = {p for p, _ in matches}
                 if len(targets) == 1 and await self._merge(conn, g, pid, matches[0][0], matches[0][1], r, outbox):
                     pid = g.canonical(pid)
@@ -181,6 +185,9 @@ class IdentityProjection(Projection):
                         "WHERE candidates.status = 'open'",
                         pid, g.canonical(other), score.probability, score.weight, json.dumps(_details(score)),
                         r.event_id)
+            if tf is not None:
+                await tf.load([rec])
+                tf.table.add(rec)  # the batch's later records see it (the database counts it on insert)
             batch.append((pid, rec, keys))
         return batch
 
@@ -203,7 +210,8 @@ class IdentityProjection(Projection):
                 return False
         out: Outcome = r.outcome  # type: ignore[assignment]
         b = min(g.nodes[other].keys(), key=g.rules.sort_key)
-        m = g.link(Link(r.seq, r.event_id, out.accepted[0], b, "probabilistic", round(score.probability, 6),
+        confidence = score.posterior if score.posterior is not None else score.probability
+        m = g.link(Link(r.seq, r.event_id, out.accepted[0], b, "probabilistic", round(confidence, 6),
                         {"matched_profile_id": other, **_details(score)}))
         if m is None:
             return False
@@ -212,22 +220,52 @@ class IdentityProjection(Projection):
 
     @staticmethod
     async def _store_records(conn: asyncpg.Connection, g: Graph, matched: list[tuple]) -> None:
+        from .matching import TermFrequencies
+
+        counted = TermFrequencies()
         rows, blocks = {}, set()
         for pid, rec, keys in matched:
             pid = g.canonical(pid)
             data = rec.to_dict()
             rid = hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()
-            rows[(pid, rid)] = json.dumps(data)
+            rows[(pid, rid)] = (json.dumps(data), json.dumps([f"{f}:{v}" for f, v in counted.keys(rec)]))
             blocks.update((k, pid) for k in keys)
-        if rows:
+        if rows:  # match_records' triggers count the records' term frequencies (migration 0006)
             await conn.execute(
-                "INSERT INTO match_records (profile_id, record_id, record) "
-                "SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[]) ON CONFLICT DO NOTHING",
-                [k[0] for k in rows], [k[1] for k in rows], list(rows.values()))
+                "INSERT INTO match_records (profile_id, record_id, record, tf_keys) "
+                "SELECT p, r, rec, ARRAY(SELECT jsonb_array_elements_text(k)) "
+                "FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::jsonb[]) AS x(p, r, rec, k) ON CONFLICT DO NOTHING",
+                [k[0] for k in rows], [k[1] for k in rows], [v[0] for v in rows.values()],
+                [v[1] for v in rows.values()])
         if blocks:
             await conn.execute(
                 "INSERT INTO match_blocks (block_key, profile_id) SELECT * FROM unnest($1::text[], $2::text[]) "
                 "ON CONFLICT DO NOTHING", [b[0] for b in blocks], [b[1] for b in blocks])
+
+
+class _BatchTermFrequencies:
+    """The stored term frequencies a batch's matching needs (matching.TermFrequencies over
+    match_term_counts / match_term_totals), read as the batch meets new values."""
+
+    def __init__(self, conn: asyncpg.Connection, u):
+        from .matching import TermFrequencies
+
+        self.conn, self.table, self._loaded = conn, TermFrequencies(u=u), None
+
+    async def load(self, recs) -> None:
+        if self._loaded is None:
+            self._loaded = set()
+            for f, n in await self.conn.fetch("SELECT field, n FROM match_term_totals"):
+                if f in self.table.totals:
+                    self.table.totals[f] = n
+        keys = {k for rec in recs for k in self.table.keys(rec)} - self._loaded
+        if not keys:
+            return
+        for f, v, n in await self.conn.fetch(
+                "SELECT field, value, n FROM match_term_counts WHERE (field, value) IN "
+                "(SELECT * FROM unnest($1::text[], $2::text[]))", [k[0] for k in keys], [k[1] for k in keys]):
+            self.table.counts[f][v] = n
+        self._loaded |= keys
 
 
 def _details(score) -> dict:
