@@ -158,15 +158,18 @@ class BatchResult:
 
 class ConsumerRunner:
     def __init__(self, bus: Bus, pool: asyncpg.Pool, projection: Projection, *, batch_size: int = 256,
-                 fetch_timeout_s: float = 1.0, retry_delay_s: float = 1.0, durable: str | None = None):
+                 fetch_timeout_s: float = 1.0, retry_delay_s: float = 1.0, durable: str | None = None,
+                 discard_outbox: bool = False):
         """`durable`: the JetStream consumer to read with (default: the projection's name; a
-        rebuild reads the log again with its own). Tracking rows are always the projection's."""
+        rebuild reads the log again with its own). Tracking rows are always the projection's.
+        `discard_outbox`: a rebuild's runner, whose outgoing events are history (never written)."""
         if not projection.name or not projection.source:
             raise ValueError("a Projection needs a name and a source")
         self.bus, self.pool, self.p = bus, pool, projection
         self.durable = durable or projection.name
         self.stream = stream_name(projection.source)
         self.batch_size, self.fetch_timeout_s, self.retry_delay_s = batch_size, fetch_timeout_s, retry_delay_s
+        self.discard_outbox = discard_outbox
         self._stopping = asyncio.Event()
         self.processed = 0
         self.batches = 0
@@ -276,7 +279,7 @@ class ConsumerRunner:
 
     async def _apply(self, msgs: list[Msg], *, isolate: bool) -> BatchResult:
         result = BatchResult()
-        outbox = OutboxWriter()
+        outbox = OutboxWriter(discard=self.discard_outbox)
         failures: list[tuple[Msg, str, str | None]] = []
         async with self.pool.acquire() as conn, conn.transaction():
             new = {

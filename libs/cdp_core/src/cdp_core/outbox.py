@@ -24,13 +24,19 @@ NOTIFY_CHANNEL = "cdp_outbox"
 
 
 class OutboxWriter:
-    """Buffers outgoing envelopes of one transaction; `flush` writes them."""
+    """Buffers outgoing envelopes of one transaction; `flush` writes them.
 
-    def __init__(self) -> None:
+    `discard`: a rebuild's writer (cdp_core.replay): what it would publish is history, so
+    nothing is kept. A projection may test `discarding` to skip building such events at all."""
+
+    def __init__(self, *, discard: bool = False) -> None:
         self.pending: list[tuple[str, str, bytes, str]] = []
+        self.discarding = discard
         self._trace: tuple[object, str] | None = None  # (OpenTelemetry context, its headers as JSON)
 
     def add(self, env: Envelope) -> None:
+        if self.discarding:
+            return
         self.pending.append((env.type, env.event_id, env.SerializeToString(), self._headers()))
 
     def _headers(self) -> str:

@@ -6,7 +6,7 @@
 2. Each projection reads its source stream again from sequence 1 through its own durable
    consumer (`<name>_replay`) into those tables; its tracking rows carry the projection's
    name, so after the swap the live consumer skips what the rebuild applied. What the
-   rebuild would publish (its outbox) is history and is discarded.
+   rebuild would publish is history: its outbox writer keeps nothing (`discard_outbox`).
 3. When the rebuild has caught up, the live consumers and the outbox relay are paused, the
    rebuild catches up with the last messages, the live outbox rows not yet published and
    the failed events are carried over, and, in one transaction, `public` becomes
@@ -97,7 +97,7 @@ class Replay:
                 durable = f"{p.name}_replay"
                 await _delete_consumer(rt.bus, p, durable)
                 size = int(svc.settings.option("CDP_CONSUMER_BATCH_SIZE", str(p.batch_size)))
-                runner = ConsumerRunner(rt.bus, pool, p, batch_size=size, durable=durable)
+                runner = ConsumerRunner(rt.bus, pool, p, batch_size=size, durable=durable, discard_outbox=True)
                 await runner.declare()
                 self.runners.append(runner)
             tasks = [asyncio.create_task(r.run(), name=f"replay-{r.p.name}") for r in self.runners]

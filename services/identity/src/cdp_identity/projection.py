@@ -107,9 +107,10 @@ class IdentityProjection(Projection):
                 continue
             r = gs.Resolution(d.stream_seq, d.envelope.event_id, mine, out)
             resolutions.append(r)
-            for m in out.merges:
-                outbox.add(gs.merged_event(m, d.envelope.event_id, d.envelope))
-            outbox.add(gs.resolved_event(d.envelope, out, out.profile_id, extra))
+            if not outbox.discarding:  # a rebuild publishes nothing: the events are not even built
+                for m in out.merges:
+                    outbox.add(gs.merged_event(m, d.envelope.event_id, d.envelope))
+                outbox.add(gs.resolved_event(d.envelope, out, out.profile_id, extra))
             if out.needs_rebuild:
                 rebuild.add(out.profile_id)
             if cfg.matching.enabled and x.traits:
