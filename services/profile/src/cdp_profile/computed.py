@@ -556,8 +556,10 @@ _UA_BROWSERS = [
 _ANDROID_MODEL = re.compile(r"Android [\d.]+; ([^;)]+?)(?: Build/[^;)]*)?\)")
 
 
+@lru_cache(maxsize=1024)
 def _ua(ua: str) -> tuple[dict | None, dict | None, dict | None]:
-    """(device, os, browser) read from a browser's userAgent."""
+    """(device, os, browser) read from a browser's userAgent (cached: a person's browser sends
+    one userAgent with every call; callers must not modify the dicts)."""
     os_ = None
     for rx, name in _UA_OS:
         m = rx.search(ua)
@@ -742,6 +744,65 @@ def _location(ctx: Mapping) -> dict | None:
     return out or None
 
 
+# --- affinities: exact, order-free sums with the decay applied once, when read ---------------
+#
+# A hit of weight w at time t is worth w * 0.5 ** ((now - t) / half) at `now`, which is
+# w * 2 ** (x(t)) * 2 ** (-x(now)) with x(t) = days since the Unix epoch / half. Each hit
+# adds its growth term w * 2 ** x(t) (a float's exact value times a power of two: an exact
+# dyadic number, mantissa * 2 ** exponent) to an exact sum; the score is that sum times
+# 2 ** -x(now), rounded once. Sums of exact numbers do not depend on the order they are added
+# in, so a person's scores are the same bit for bit however their events arrived, whether
+# computed from all events here or kept per person and decayed lazily (`incremental.py`).
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _growth(at: datetime, half: float) -> tuple[int, float]:
+    x = (at - _EPOCH).total_seconds() / 86_400 / half
+    k = math.floor(x)
+    return k, x - k
+
+
+def affinity_term(at: datetime, weight: float, half: float) -> tuple[int, int]:
+    """The exact growth term (mantissa, exponent) of a hit of `weight` at `at`."""
+    k, f = _growth(at, half)
+    mant, ex = math.frexp(weight * 2.0 ** f)
+    return int(mant * (1 << 53)), ex - 53 + k
+
+
+def dyadic_add(a: tuple[int, int] | None, b: tuple[int, int]) -> tuple[int, int]:
+    if a is None:
+        return b
+    (m1, e1), (m2, e2) = a, b
+    e = min(e1, e2)
+    return (m1 << (e1 - e)) + (m2 << (e2 - e)), e
+
+
+def affinity_scores(sums: Mapping[str, tuple[int, int]], now: datetime, half: float) -> dict[str, float]:
+    """Exact growth sums decayed to `now` (one rounding of each sum, one multiplication)."""
+    k, f = _growth(now, half)
+    decay = 2.0 ** -f
+    return {v: math.ldexp(float(m), e - k) * decay for v, (m, e) in sums.items()}
+
+
+def affinity_values(p: _Product, s: Settings) -> list[tuple[str, str]]:
+    values = (("category", p.category), ("brand", p.brand), ("colour", p.colour), ("size", p.size),
+              ("price_band", _price_band(p, s)))
+    return [(d, v) for d, v in values if v]
+
+
+def rank_affinities(scores: Mapping[str, Mapping[str, float]], s: Settings
+                    ) -> tuple[dict[str, dict[str, float]], dict[str, str | None]]:
+    affinities: dict[str, dict[str, float]] = {}
+    top: dict[str, str | None] = {}
+    for dim in AFFINITY_DIMENSIONS:
+        ranked = sorted(((round(v, 4), k) for k, v in scores[dim].items() if v > 0), key=lambda x: (-x[0], x[1]))
+        ranked = [r for r in ranked if r[0] > 0][:max(0, s.affinity_top_n)]
+        affinities[dim] = {k: v for v, k in ranked}
+        top[dim] = ranked[0][1] if ranked else None
+    return affinities, top
+
+
 def compute(events: Iterable[Event], *, now: datetime, settings: Settings = Settings()) -> dict[str, object]:
     """The built-in computed traits of one person from all their events (see the module doc)."""
     s = settings
@@ -838,23 +899,20 @@ def compute(events: Iterable[Event], *, now: datetime, settings: Settings = Sett
     }
 
     # affinities
-    scores: dict[str, dict[str, float]] = {d: defaultdict(float) for d in AFFINITY_DIMENSIONS}
     half = s.affinity_half_life_days
-    for at, weight, p in affinity_hits:
-        age_days = max(0.0, (now - at).total_seconds() / 86_400)
-        w = weight * (0.5 ** (age_days / half) if half > 0 else (1.0 if age_days == 0 else 0.0))
-        values = {"category": p.category, "brand": p.brand, "colour": p.colour, "size": p.size,
-                  "price_band": _price_band(p, s)}
-        for dim, v in values.items():
-            if v:
-                scores[dim][v] += w
-    affinities: dict[str, dict[str, float]] = {}
-    top: dict[str, str | None] = {}
-    for dim in AFFINITY_DIMENSIONS:
-        ranked = sorted(((round(v, 4), k) for k, v in scores[dim].items() if v > 0), key=lambda x: (-x[0], x[1]))
-        ranked = [r for r in ranked if r[0] > 0][:max(0, s.affinity_top_n)]
-        affinities[dim] = {k: v for v, k in ranked}
-        top[dim] = ranked[0][1] if ranked else None
+    if half > 0:  # exact sums of growth terms, decayed once at `now` (see affinity_term)
+        sums: dict[str, dict[str, tuple[int, int]]] = {d: {} for d in AFFINITY_DIMENSIONS}
+        for at, weight, p in affinity_hits:
+            term = affinity_term(min(at, now), weight, half)  # an event after `now` counts undecayed
+            for dim, v in affinity_values(p, s):
+                sums[dim][v] = dyadic_add(sums[dim].get(v), term)
+        scores = {d: affinity_scores(sums[d], now, half) for d in AFFINITY_DIMENSIONS}
+    else:  # no decay: only what happened at `now` counts
+        scores = {d: defaultdict(float) for d in AFFINITY_DIMENSIONS}
+        for at, weight, p in affinity_hits:
+            for dim, v in affinity_values(p, s):
+                scores[dim][v] += weight if at >= now else 0.0
+    affinities, top = rank_affinities(scores, s)
 
     # devices, operating systems, browsers
     devices, oses, browsers = _Seen(), _Seen(), _Seen()

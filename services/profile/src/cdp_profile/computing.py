@@ -1,13 +1,12 @@
-"""Computed traits, computed off the projection's hot path.
+"""Profiles marked for a full computation of their computed traits (`profile_dirty`).
 
-The projection only marks the profiles a batch touched (`projection.mark_dirty`, in its own
-transaction);
-the recomputer takes the marked profiles in batches, locks them as the projection does
-(advisory locks in a fixed order, so it never interleaves with a batch or a merge on the
-same profiles), computes them afresh from all their events (`projection.recompute`: exact,
-order-independent) and clears the marks. A profile that gets many events in a moment is
-computed once. Computed traits therefore trail the events by about `INTERVAL_S` plus one
-batch; the events, traits and identifiers themselves are visible at once.
+The projection folds computed traits in its own transaction (`projection.fold_computed`,
+incremental.py) and marks nothing any more; marks left by an earlier release (which
+computed off the hot path) are still taken here: the recomputer takes the marked profiles
+in batches, locks them as the projection does (advisory locks in a fixed order, so it never
+interleaves with a batch or a merge on the same profiles), computes them afresh from all
+their events (`projection.recompute`: exact, order-independent, with a fresh incremental
+state) and clears the marks.
 """
 
 from __future__ import annotations
@@ -17,10 +16,11 @@ import asyncio
 import asyncpg
 import structlog
 
+from .declared_store import recompute_declared
 from .projection import lock_profiles, recompute
 
 BATCH = 200  # profiles computed per transaction
-INTERVAL_S = 0.1  # how long an idle recomputer waits before looking again
+INTERVAL_S = 1.0  # how long an idle recomputer waits before looking again
 log = structlog.get_logger("cdp.profile.computing")
 
 
@@ -36,6 +36,7 @@ async def recompute_marked(pool: asyncpg.Pool, batch: int = BATCH) -> int:
             "DELETE FROM profile_dirty WHERE profile_id = ANY($1::text[]) RETURNING profile_id", ids)]
         live = {p for p in cleared if p not in canon}  # a profile merged away has no traits of its own
         await recompute(conn, live)
+        await recompute_declared(conn, live)
         return len(cleared)
 
 

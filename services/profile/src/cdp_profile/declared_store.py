@@ -26,6 +26,8 @@ from cdp_core.errors import InvalidArgument
 
 from . import computed
 from . import declared as d
+from .declared_incremental import DeclaredState
+from .incremental import time_of
 from .queries import json_object
 
 log = logs.get_logger(__name__)
@@ -107,11 +109,13 @@ async def list_definitions(conn: asyncpg.Connection) -> list[Stored]:
 
 
 async def _compute_and_store(conn: asyncpg.Connection, pids: list[str], defs: list[tuple[d.TraitDefinition, int]],
-                             *, merge: bool, events: dict[str, list[computed.Event]] | None = None) -> None:
+                             *, merge: bool, events: dict[str, list[computed.Event]] | None = None
+                             ) -> dict[str, dict]:
     """Computes `defs` for these profiles from their stored events (or from `events`, every
     event of each profile that has any, when the caller has read them already), as of each
     one's latest event. merge=False replaces a profile's values (the stream: every current
-    definition); merge=True adds to them (a backfill of some definitions)."""
+    definition); merge=True adds to them (a backfill of some definitions). Returns
+    {profile id: {name: value}} of what it computed."""
     if events is not None:
         wanted = set(pids)
         latest = {p: max(e.occurred_at for e in evs) for p, evs in events.items() if p in wanted and evs}
@@ -123,7 +127,7 @@ async def _compute_and_store(conn: asyncpg.Connection, pids: list[str], defs: li
     if gone:  # merged away (their events moved to the survivor) or never had events
         await conn.execute("DELETE FROM profile_declared WHERE profile_id = ANY($1::text[])", gone)
     if not latest:
-        return
+        return {}
     defns = [x for x, _ in defs]
     ids = sorted(latest)
     if events is not None:  # evaluate_all applies each definition's filters and window itself
@@ -131,15 +135,62 @@ async def _compute_and_store(conn: asyncpg.Connection, pids: list[str], defs: li
     else:
         by_profile = await _usable_events(conn, ids, latest, defns)
     versions = json.dumps({x.name: v for x, v in defs}, sort_keys=True)
-    values = [json.dumps(d.evaluate_all(defns, by_profile[p], latest[p]), sort_keys=True, ensure_ascii=False)
-              for p in ids]
+    if merge:  # some definitions: the stored state (built for others) is rebuilt when the stream next needs it
+        computed_values = {p: d.evaluate_all(defns, by_profile[p], latest[p]) for p in ids}
+        states = [None] * len(ids)
+    else:
+        built = {p: DeclaredState.from_events(defs, by_profile[p], latest[p]) for p in ids}
+        computed_values = {p: built[p].values() for p in ids}
+        states = [built[p].dumps() for p in ids]
+    values = [json.dumps(computed_values[p], sort_keys=True, ensure_ascii=False) for p in ids]
     update = ("declared = p.declared || excluded.declared, versions = p.versions || excluded.versions" if merge
-              else "declared = excluded.declared, versions = excluded.versions")
+              else "declared = excluded.declared, versions = excluded.versions, state = excluded.state")
     await conn.execute(
-        "INSERT INTO profile_declared AS p (profile_id, declared, versions, as_of) "
-        "SELECT x.p, x.d, $3::jsonb, x.a FROM unnest($1::text[], $2::jsonb[], $4::timestamptz[]) AS x(p, d, a) "
-        f"ON CONFLICT (profile_id) DO UPDATE SET {update}, as_of = excluded.as_of",
-        ids, values, versions, [latest[p] for p in ids])
+        "INSERT INTO profile_declared AS p (profile_id, declared, versions, as_of, state) "
+        "SELECT x.p, x.d, $3::jsonb, x.a, x.s FROM unnest($1::text[], $2::jsonb[], $4::timestamptz[], $5::bytea[]) "
+        f"AS x(p, d, a, s) ON CONFLICT (profile_id) DO UPDATE SET {update}, as_of = excluded.as_of",
+        ids, values, versions, [latest[p] for p in ids], states)
+    return computed_values
+
+
+async def fold_declared(conn: asyncpg.Connection, new_events: dict[str, list[computed.Event]]) -> dict[str, dict]:
+    """The stream's hook: folds each profile's new events into its stored declared-traits state
+    (declared_incremental.py) and stores the values; a profile whose state was built for other
+    definitions (or none) is computed from its events instead. The caller holds the profiles'
+    locks and has stored the events. Costs one small query when no trait is declared.
+    Returns {profile id: {name: value}} of every current definition."""
+    if not new_events:
+        return {}
+    defs = await definitions(conn)
+    if not defs:
+        return {}
+    ids = sorted(new_events)
+    folded: dict[str, DeclaredState] = {}
+    for p, count, blob in await conn.fetch(
+            "SELECT p.profile_id, p.event_count, x.state FROM profiles p LEFT JOIN profile_declared x "
+            "ON x.profile_id = p.profile_id WHERE p.profile_id = ANY($1::text[])", ids):
+        if blob is not None:
+            st = DeclaredState.loads(blob, defs)
+            if st is not None:
+                st.fold(new_events[p])
+                folded[p] = st
+        elif count == len(new_events[p]):  # a new profile: these are all its events
+            folded[p] = DeclaredState.from_events(defs, new_events[p])
+    rest = [p for p in ids if p not in folded]
+    out = await _compute_and_store(conn, rest, defs, merge=False) if rest else {}
+    if folded:
+        fids = sorted(folded)
+        versions = json.dumps({x.name: v for x, v in defs}, sort_keys=True)
+        values = {p: folded[p].values() for p in fids}
+        await conn.execute(
+            "INSERT INTO profile_declared AS p (profile_id, declared, versions, as_of, state) "
+            "SELECT x.p, x.d, $3::jsonb, x.a, x.s FROM unnest($1::text[], $2::jsonb[], $4::timestamptz[], $5::bytea[]) "
+            "AS x(p, d, a, s) ON CONFLICT (profile_id) DO UPDATE SET declared = excluded.declared, "
+            "versions = excluded.versions, state = excluded.state, as_of = excluded.as_of",
+            fids, [json.dumps(values[p], sort_keys=True, ensure_ascii=False) for p in fids], versions,
+            [time_of(folded[p].now_us) for p in fids], [folded[p].dumps() for p in fids])
+        out.update(values)
+    return out
 
 
 async def _usable_events(conn: asyncpg.Connection, ids: list[str], latest: dict, defns: list[d.TraitDefinition]
@@ -163,21 +214,22 @@ async def _usable_events(conn: asyncpg.Connection, ids: list[str], latest: dict,
 
 
 async def recompute_declared(conn: asyncpg.Connection, pids,
-                             events: dict[str, list[computed.Event]] | None = None) -> None:
+                             events: dict[str, list[computed.Event]] | None = None) -> dict[str, dict]:
     """The projection's hook: recomputes every declared trait of these profiles from all
     their events (exact, order-independent), replacing their stored values. The caller holds
     the profiles' locks. Costs one small query when no trait is declared. `events`: every
-    event of each of these profiles that has any, when the caller has read them already."""
+    event of each of these profiles that has any, when the caller has read them already.
+    Returns {profile id: {name: value}} (every current definition; {} when none is declared)."""
     if not pids:
-        return
+        return {}
     defs = await definitions(conn)
     if not defs:
-        return
+        return {}
     ids = sorted(pids)
     # Profiles merged into these ones keep no values (their events moved here).
     await conn.execute("DELETE FROM profile_declared WHERE profile_id IN "
                        "(SELECT profile_id FROM profiles WHERE merged_into = ANY($1::text[]))", ids)
-    await _compute_and_store(conn, ids, defs, merge=False, events=events)
+    return await _compute_and_store(conn, ids, defs, merge=False, events=events)
 
 
 # --- definitions ---------------------------------------------------------------------------------
@@ -266,6 +318,7 @@ async def backfill_batch(conn: asyncpg.Connection, batch: int = BACKFILL_BATCH) 
         if ids and defs:
             await lock_profiles(conn, set(ids))
             await _compute_and_store(conn, ids, defs, merge=True)
+            await _emit_backfilled(conn, ids, defs)
         names = [r["name"] for r in rows]
         if len(ids) < batch:
             await conn.execute(
@@ -277,6 +330,22 @@ async def backfill_batch(conn: asyncpg.Connection, batch: int = BACKFILL_BATCH) 
                 "UPDATE trait_definitions SET backfill_cursor = $2, backfill_done = backfill_done + $3 "
                 "WHERE name = ANY($1::text[])", names, ids[-1], len(ids))
         return True
+
+
+async def _emit_backfilled(conn: asyncpg.Connection, ids: list[str], defs: list[tuple[d.TraitDefinition, int]]
+                           ) -> None:
+    """A cdp.profile.changed for each backfilled profile (its declared traits changed), with
+    the profile's state read back; deterministic message ids per definition version."""
+    from cdp_core import envelope
+    from cdp_core.outbox import OutboxWriter
+
+    from .projection import Change, Part, emit_changes  # the projection imports this module
+
+    tag = [f"{x.name}:{v}" for x, v in sorted(defs, key=lambda xv: xv[0].name)]
+    outbox = OutboxWriter()
+    await emit_changes(conn, outbox, [Change(profile_id=p, parts=[Part(
+        event_id="", msg_id=envelope.derived_id("profile.changed", "backfill", *tag, p))]) for p in ids])
+    await outbox.flush(conn)
 
 
 class Backfiller:

@@ -4,14 +4,24 @@ Converges whatever the order of arrival: traits are last-writer-wins by (event t
 event id); counts come from idempotent inserts of event ids; a merge moves the merged
 profile's rows to the survivor and recomputes the survivor's figures from them; events
 resolved to a profile already merged are redirected to its survivor.
+
+Computed traits (built-in and declared) are folded into a per-profile state in the same
+transaction (`fold_computed`, `declared_store.fold_declared`; exact, order-free, with a
+recomputation of one profile from its events where a fold cannot be exact), and every
+change goes out as a `cdp.profile.changed` carrying the profile's state after it
+(`emit_changes`).
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
+from datetime import datetime
 
 import asyncpg
+import orjson
 
+from cdp.common.v1 import identifier_pb2
 from cdp.identity.v1 import events_pb2 as identity_events
 from cdp.ingest.v1 import events_pb2 as ingest_events
 from cdp.profile.v1 import events_pb2 as profile_events
@@ -19,9 +29,13 @@ from cdp_core import envelope
 from cdp_core.consumer import Delivery, Projection, handles
 from cdp_core.outbox import OutboxWriter
 
-from . import accounts, computed
-from .declared_store import recompute_declared
+from . import accounts, computed, incremental
+from .declared_store import fold_declared, recompute_declared
+from .incremental import State, Unfoldable
 from .queries import channel_of, json_object, pg_json
+
+SETTINGS = computed.Settings()
+REVISION_SHIFT = 16  # revision >= stream sequence << 16 (see migration 0007)
 
 UPSERT_TRAITS = """
 INSERT INTO profile_traits AS t (profile_id, name, value, updated_at, event_id)
@@ -93,19 +107,25 @@ class ProfileProjection(Projection):
             INSERT_EVENTS, [e[0] for e in events], [e[1] for e in events], [e[2] for e in events],
             *(list(column) for column in zip(*rows, strict=True)))}
         figures: dict[str, list] = {}  # pid -> [new events, first seen, last seen]
-        for event_id, pid, occurred in events:
+        fresh: dict[str, list[int]] = {}  # pid -> indexes of its events new to the store, in delivery order
+        for i, (event_id, pid, occurred) in enumerate(events):
             f = figures.setdefault(pid, [0, occurred, occurred])
-            f[0] += event_id in new
+            if event_id in new:
+                f[0] += 1
+                fresh.setdefault(pid, []).append(i)
+                new.discard(event_id)  # an event twice in one batch counts once
             f[1], f[2] = min(f[1], occurred), max(f[2], occurred)
-            new.discard(event_id)  # an event twice in one batch counts once
-        counts = dict(await conn.fetch(
-            "INSERT INTO profiles AS p (profile_id, event_count, first_seen, last_seen) "
+        # the counts, and (same round trip) what the computed traits' fold needs: count and state
+        stored = {r[0]: (r[1], r[2]) for r in await conn.fetch(
+            "WITH up AS (INSERT INTO profiles AS p (profile_id, event_count, first_seen, last_seen) "
             "SELECT * FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::timestamptz[]) "
             "ON CONFLICT (profile_id) DO UPDATE SET event_count = p.event_count + excluded.event_count, "
             "first_seen = LEAST(p.first_seen, excluded.first_seen), last_seen = GREATEST(p.last_seen, excluded.last_seen) "
-            "RETURNING profile_id, event_count",
+            "RETURNING p.profile_id, p.event_count) "
+            "SELECT up.profile_id, up.event_count, c.state FROM up "
+            "LEFT JOIN profile_computed c ON c.profile_id = up.profile_id",
             list(figures), [f[0] for f in figures.values()], [f[1] for f in figures.values()],
-            [f[2] for f in figures.values()]))
+            [f[2] for f in figures.values()])}
         identifiers: dict[tuple[str, str], str] = {}
         winners: dict[tuple[str, str], tuple] = {}  # (pid, trait) -> (time, event id, json value)
         for (event_id, pid, occurred), (_, r) in zip(events, rs, strict=True):
@@ -134,23 +154,26 @@ class ProfileProjection(Projection):
             (r.event.group_id, pid, occurred, event_id, r.event.traits_json)
             for (event_id, pid, occurred), (_, r) in zip(events, rs, strict=True)
             if r.event.kind == "group" and r.event.group_id])
-        await mark_dirty(conn, set(figures))  # computed traits: computing.py, off the hot path
-        seen: set[str] = set()
-        for (event_id, pid, _), (d, r) in zip(events, rs, strict=True):
-            mine = sorted(n for (p, n) in changed if p == pid and winners[(p, n)][1] == event_id)
-            first = event_id not in seen
-            seen.add(event_id)
-            joined = [r.event.group_id] if (r.event.group_id, pid) in linked else []
-            linked.discard((r.event.group_id, pid))
-            if first or mine or joined:
-                outbox.add(envelope.make(
-                    "cdp.profile.changed",
-                    profile_events.ProfileChanged(profile_id=pid, changed_traits=mine, event_count=counts[pid],
-                                                  event_id=event_id, linked_account_ids=joined),
-                    producer="profile",
-                    event_id=envelope.derived_id("profile.changed", d.envelope.event_id),
-                    cause=d.envelope,
-                ))
+        # Computed traits, folded in from the new events (incremental.py); declared ones too.
+        new_events = {pid: [_event(events[i], rs[i][1].event) for i in idx] for pid, idx in fresh.items()}
+        values = await fold_computed(conn, new_events, stored)
+        declared = await fold_declared(conn, new_events)
+        # One change per new event, in delivery order, each carrying the profile's state after
+        # this transaction (so a consumer keeping the highest revision has it).
+        out: list[Change] = []
+        for pid, idx in fresh.items():
+            parts = []
+            for i in idx:
+                event_id, d, r = events[i][0], rs[i][0], rs[i][1]
+                joined = [r.event.group_id] if (r.event.group_id, pid) in linked else []
+                linked.discard((r.event.group_id, pid))
+                parts.append(Part(
+                    event_id=event_id, msg_id=envelope.derived_id("profile.changed", d.envelope.event_id),
+                    cause=d.envelope, linked_account_ids=joined,
+                    changed_traits=sorted(n for (p, n) in changed if p == pid and winners[(p, n)][1] == event_id)))
+            out.append(Change(profile_id=pid, stream_seq=rs[idx[-1]][0].stream_seq, parts=parts,
+                              computed=_with_declared(values.get(pid), declared.get(pid))))
+        await emit_changes(conn, outbox, out)
 
     @handles("cdp.identity.merged")
     async def on_merged(self, conn: asyncpg.Connection, d: Delivery, outbox: OutboxWriter) -> None:
@@ -188,14 +211,14 @@ class ProfileProjection(Projection):
         await conn.execute("UPDATE profiles SET event_count = 0, first_seen = NULL, last_seen = NULL "
                            "WHERE profile_id = $1", merged)
         await conn.execute("DELETE FROM profile_computed WHERE profile_id = $1", merged)
-        await mark_dirty(conn, {survivor})
-        outbox.add(envelope.make(
-            "cdp.profile.changed",
-            profile_events.ProfileChanged(profile_id=survivor, event_count=count, event_id=m.event_id),
-            producer="profile",
-            event_id=envelope.derived_id("profile.changed", d.envelope.event_id),
-            cause=d.envelope,
-        ))
+        # Computed traits from the union of the events, exactly (never added up).
+        values = await recompute(conn, {survivor}) if count else {}
+        declared = await recompute_declared(conn, {survivor})
+        await emit_changes(conn, outbox, [Change(
+            profile_id=survivor, stream_seq=d.stream_seq, computed=_with_declared(values.get(survivor),
+                                                                                  declared.get(survivor)),
+            parts=[Part(event_id=m.event_id, msg_id=envelope.derived_id("profile.changed", d.envelope.event_id),
+                        cause=d.envelope)])])
 
     @handles("cdp.identity.split")
     async def on_split(self, conn: asyncpg.Connection, d: Delivery, outbox: OutboxWriter) -> None:
@@ -221,35 +244,176 @@ async def forget_profiles(conn: asyncpg.Connection, ids: set[str]) -> None:
     await accounts.drop_memberships(conn, sorted(ids))
 
 
-async def mark_dirty(conn: asyncpg.Connection, pids: set[str]) -> None:
-    """Marks profiles whose computed traits must be computed again (computing.Recomputer)."""
-    if pids:
-        await conn.execute("INSERT INTO profile_dirty (profile_id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING",
-                           sorted(pids))
+def _event(e: tuple, ev: ingest_events.EventCollected) -> computed.Event:
+    """A new event as `recompute` reads it back from its timeline row (same fields, same JSON).
+    Traits are read for identify calls only: no computed trait reads another kind's `traits`
+    (a person's traits come from identify calls; others carry them in `context.traits`)."""
+    kind = ev.kind or ""
+    return computed.Event(e[0], kind, ev.event or ev.name or "", e[2], _obj(ev.properties_json),
+                          _obj(ev.traits_json) if kind == "identify" else {}, _obj(ev.context_json),
+                          ev.source_kind or "")
 
 
-async def recompute(conn: asyncpg.Connection, pids: set[str]) -> None:
-    """Computes the computed traits of these profiles afresh from all their events (exact,
-    whatever the order the events came in: `computed.compute`), as of each profile's latest
-    event. O(events of the profile) per change: heavy profiles cost more (docs/services/profile.md)."""
+def _obj(text: str) -> dict:
+    """An event's JSON object as PostgreSQL's jsonb keeps it (the \\u0000 escape replaced)."""
+    text = pg_json(text)
+    if not text:
+        return {}
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:  # what orjson refuses (NaN, integers beyond 64 bits) json may take
+        return json_object(text)
+    return value if isinstance(value, dict) else {}
+
+
+async def fold_computed(conn: asyncpg.Connection, new_events: dict[str, list[computed.Event]],
+                        stored: dict[str, tuple] | None = None) -> dict[str, bytes]:
+    """Folds each profile's new events into its stored state and stores the values (the caller
+    holds the profiles' locks and has stored the events). A profile whose state is missing,
+    of another layout, does not account for every stored event, or cannot fold an event
+    exactly (`Unfoldable`) is computed from all its events instead. {pid: computed traits as JSON}."""
+    if not new_events:
+        return {}
+    pids = sorted(new_events)
+    if stored is None:  # {pid: (event count, state)}, unless the caller read them already
+        stored = {r[0]: (r[1], r[2]) for r in await conn.fetch(
+            "SELECT p.profile_id, p.event_count, c.state FROM profiles p "
+            "LEFT JOIN profile_computed c ON c.profile_id = p.profile_id WHERE p.profile_id = ANY($1::text[])", pids)}
+    states: dict[str, State] = {}
+    full: set[str] = set()
+    for pid in pids:
+        evs = sorted(new_events[pid], key=lambda e: (e.occurred_at, e.event_id))
+        count, blob = stored.get(pid, (0, None))
+        st = State.loads(blob, SETTINGS) if blob is not None else (State(SETTINGS) if count == len(evs) else None)
+        if st is None or st.n + len(evs) != count:
+            full.add(pid)
+            continue
+        try:
+            for e in evs:
+                st.fold(e)
+        except Unfoldable:
+            full.add(pid)
+            continue
+        states[pid] = st
+    states.update(await _states_from_events(conn, full))
+    return await _store(conn, states)
+
+
+async def _states_from_events(conn: asyncpg.Connection, pids: set[str]) -> dict[str, State]:
     if not pids:
-        return
+        return {}
     by_profile: dict[str, list[computed.Event]] = {}
     rows = await conn.fetch(
         "SELECT profile_id, event_id, kind, event_name, occurred_at, properties::text, traits::text, context::text, "
         "source_kind FROM profile_events WHERE profile_id = ANY($1::text[])", sorted(pids))
     for r in rows:
         by_profile.setdefault(r[0], []).append(computed.Event(
-            r[1], r[2] or "", r[3] or "", r[4], json_object(r[5]), json_object(r[6]), json_object(r[7]), r[8] or ""))
-    ids, values, as_of = [], [], []
-    for pid, evs in by_profile.items():
-        at = max(e.occurred_at for e in evs)
-        ids.append(pid)
-        values.append(json.dumps(computed.compute(evs, now=at), ensure_ascii=False, sort_keys=True))
-        as_of.append(at)
+            r[1], r[2] or "", r[3] or "", r[4], _obj(r[5]), _obj(r[6]), _obj(r[7]), r[8] or ""))
+    return {pid: State.from_events(evs, SETTINGS) for pid, evs in by_profile.items()}
+
+
+async def _store(conn: asyncpg.Connection, states: dict[str, State]) -> dict[str, bytes]:
+    """Stores the states and their values; {pid: the values as JSON}."""
+    values = {pid: orjson.dumps(st.result()) for pid, st in states.items()}
+    ids = sorted(values)
     if ids:
         await conn.execute(
-            "INSERT INTO profile_computed (profile_id, computed, as_of) "
-            "SELECT * FROM unnest($1::text[], $2::jsonb[], $3::timestamptz[]) ON CONFLICT (profile_id) DO UPDATE "
-            "SET computed = excluded.computed, as_of = excluded.as_of", ids, values, as_of)
-    await recompute_declared(conn, pids, by_profile)  # declared computed traits, from the same events
+            "INSERT INTO profile_computed (profile_id, computed, as_of, state) "
+            "SELECT * FROM unnest($1::text[], $2::jsonb[], $3::timestamptz[], $4::bytea[]) ON CONFLICT (profile_id) "
+            "DO UPDATE SET computed = excluded.computed, as_of = excluded.as_of, state = excluded.state",
+            ids, [values[p].decode() for p in ids], [_as_of(states[p]) for p in ids], [states[p].dumps() for p in ids])
+    return values
+
+
+def _as_of(st: State) -> datetime:
+    return incremental.time_of(st.last[0])
+
+
+async def recompute(conn: asyncpg.Connection, pids: set[str]) -> dict[str, bytes]:
+    """Computes the computed traits of these profiles afresh from all their events (exact,
+    whatever the order the events came in), as of each profile's latest event, and stores
+    them with a fresh incremental state: merges, legacy marks (computing.py), fall-backs.
+    {pid: computed traits as JSON} of those with events."""
+    if not pids:
+        return {}
+    return await _store(conn, await _states_from_events(conn, pids))
+
+
+# One round trip: bump the revisions (by the change's message count, at least to its stream
+# sequence << 16), and read back what a change carries besides its computed traits.
+BUMP_SQL = """
+UPDATE profiles p SET revision = GREATEST(p.revision + x.n, x.r)
+  FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS x(p, r, n) WHERE p.profile_id = x.p
+"""
+EMIT_SQL = f"""
+WITH r AS ({BUMP_SQL.strip()}
+    RETURNING p.profile_id, p.revision, p.event_count)
+SELECT r.profile_id, r.revision, r.event_count,
+       (SELECT jsonb_object_agg(t.name, t.value)::text FROM profile_traits t WHERE t.profile_id = r.profile_id),
+       (SELECT array_agg(i.type || chr(31) || i.value ORDER BY i.type, i.value)
+          FROM profile_identifiers i WHERE i.profile_id = r.profile_id)
+  FROM r
+"""
+
+
+@dataclass
+class Part:
+    """One cdp.profile.changed of a change: the event that caused it and what it did."""
+
+    event_id: str
+    msg_id: str
+    cause: object = None
+    changed_traits: list[str] = field(default_factory=list)
+    linked_account_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Change:
+    """A change of one profile in one transaction: its messages (emit_changes fills in the
+    profile's state after the change)."""
+
+    profile_id: str
+    parts: list[Part]
+    stream_seq: int = 0  # of the change's last message
+    computed: bytes | None = None  # the computed traits after the change, as JSON; None: read them back
+
+
+def _with_declared(values: bytes | None, declared: dict | None) -> bytes | None:
+    """GetProfile's computed_json: the built-in traits, with the declared ones under "declared"."""
+    if values is None or not declared:
+        return values
+    return orjson.dumps({**orjson.loads(values), "declared": declared})
+
+
+async def emit_changes(conn: asyncpg.Connection, outbox: OutboxWriter, changes: list[Change]) -> None:
+    """Bumps the profiles' revisions and writes one cdp.profile.changed per part of each change
+    (revisions increasing in the parts' order), each carrying the profile's traits, computed
+    traits, identifiers and event count after the change (the transaction)."""
+    if not changes:
+        return
+    from .declared_store import COMPUTED_SQL
+
+    ids = [c.profile_id for c in changes]
+    floors, counts = [c.stream_seq << REVISION_SHIFT for c in changes], [len(c.parts) for c in changes]
+    if outbox.discarding:  # a rebuild: the revisions move as they did live; nothing is published
+        await conn.execute(BUMP_SQL, ids, floors, counts)
+        return
+    figures: dict[str, tuple] = {}  # pid -> (revision, event count, traits json, identifiers)
+    for pid, revision, count, traits, idents in await conn.fetch(EMIT_SQL, ids, floors, counts):
+        figures[pid] = (revision, count, traits, [identifier_pb2.Identifier(type=t, value=v)
+                                                  for t, v in (x.split("\x1f", 1) for x in idents or ())])
+    missing = [c.profile_id for c in changes if c.computed is None]
+    read_back = dict(await conn.fetch(COMPUTED_SQL, missing)) if missing else {}
+    for c in changes:
+        revision, count, traits, idents = figures.get(c.profile_id, (0, 0, None, []))
+        comp = c.computed if c.computed is not None else (read_back.get(c.profile_id) or "{}").encode()
+        traits_json = (traits or "{}").encode()
+        first = revision - len(c.parts) + 1
+        for j, part in enumerate(c.parts):
+            outbox.add(envelope.make(
+                "cdp.profile.changed",
+                profile_events.ProfileChanged(
+                    profile_id=c.profile_id, changed_traits=part.changed_traits, event_count=count,
+                    event_id=part.event_id, linked_account_ids=part.linked_account_ids, traits_json=traits_json,
+                    computed_json=comp, revision=first + j, identifiers=idents),
+                producer="profile", event_id=part.msg_id, cause=part.cause))

@@ -192,6 +192,7 @@ async def test_stream_profile_changes_follows_new_events_and_stops_on_cancel(sta
     assert all(c.change.profile_id == pid for c in got)
     assert list(got[0].change.changed_traits) == ["plan"] and got[1].change.event_count == 3
     assert got[0].sequence < got[1].sequence and got[0].event_id and got[0].recorded_at.seconds
+    assert 0 < got[0].change.revision < got[1].change.revision
 
     call.cancel()
     await asyncio.wait({task}, timeout=5)
