@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-PACKAGES := libs/cdp_proto libs/cdp_core libs/cdp_sim libs/cdp_cli bench services/ingest services/identity services/profile
+PACKAGES := libs/cdp_proto libs/cdp_core libs/cdp_sim libs/cdp_cli bench services/ingest services/identity services/profile services/segment services/prediction
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 
 .PHONY: install run test test-unit lint proto proto-check chart-check bench down clean

@@ -188,7 +188,7 @@ def test_values_list_every_service_with_its_design_port(chart: Any) -> None:
     services = chart.values["services"]
     assert {name: svc["port"] for name, svc in services.items()} == SERVICES
     assert services["ingest"]["httpPort"] == 8088
-    assert {n for n, s in services.items() if s["enabled"]} == {"ingest", "identity", "profile"}
+    assert {n for n, s in services.items() if s["enabled"]} == {"ingest", "identity", "profile", "segment", "prediction"}
     for name, svc in services.items():
         assert {"enabled", "port", "replicas", "autoscaling", "resources", "env", "podDisruptionBudget"} <= set(svc), name
         assert {"enabled", "minReplicas", "maxReplicas", "targetCPUUtilizationPercentage"} <= set(svc["autoscaling"])
@@ -283,7 +283,7 @@ def test_strict_validation_catches_a_typo() -> None:
 def test_defaults_render_enabled_services_and_dev_backends(render: Any) -> None:
     docs = render()
     for kind in ("Deployment", "Service", "ServiceAccount", "PodDisruptionBudget"):
-        assert set(cdp_objects(docs, kind)) == {"ingest", "identity", "profile"}, kind
+        assert set(cdp_objects(docs, kind)) == {"ingest", "identity", "profile", "segment", "prediction"}, kind
     assert cdp_objects(docs, "HorizontalPodAutoscaler") == {}
     statefulsets = of_kind(docs, "StatefulSet")
     assert set(statefulsets) == {f"{RELEASE}-nats", f"{RELEASE}-postgresql"}
@@ -373,7 +373,7 @@ def test_pod_disruption_budgets(render: Any) -> None:
     }
     docs = render(values)
     pdbs = cdp_objects(docs, "PodDisruptionBudget")
-    assert set(pdbs) == {"ingest", "identity"}
+    assert set(pdbs) == {"ingest", "identity", "segment", "prediction"}
     assert pdbs["ingest"]["apiVersion"] == "policy/v1"
     assert pdbs["ingest"]["spec"]["maxUnavailable"] == 1 and "minAvailable" not in pdbs["ingest"]["spec"]
     assert pdbs["identity"]["spec"]["minAvailable"] == "50%" and "maxUnavailable" not in pdbs["identity"]["spec"]

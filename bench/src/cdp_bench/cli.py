@@ -1,4 +1,4 @@
-"""The command line of the benchmarks: `python -m cdp_bench ingest|ingest-batch|ingest-http|latency|simulate|identity-accuracy|identity|profile [--json] ...`.
+"""The command line of the benchmarks: `python -m cdp_bench ingest|ingest-batch|ingest-http|latency|simulate|identity-accuracy|identity|profile|prediction [--json] ...`.
 
 Human output by default (figure, baseline, ratio); with --json exactly one JSON object on
 stdout. `cdp bench ...` calls the same functions (run_ingest_bench, run_latency_bench, render).
@@ -28,6 +28,10 @@ def render(result: dict) -> str:
         from .identity import render as r
     elif result.get("benchmark") == "profile":
         from .profile import render as r
+    elif result.get("benchmark") == "prediction":
+        from .prediction import render as r
+    elif result.get("benchmark") == "segment":
+        from .segment import render as r
     elif result.get("benchmark") in ("ingest-batch", "ingest-http"):
         from .ingest import render_batch as r
     else:
@@ -75,6 +79,16 @@ def parser(prog: str = "python -m cdp_bench") -> argparse.ArgumentParser:
     profile_arguments(sub.add_parser(
         "profile", help="profile events projected/s beside bare fetch+ack and COPY, event -> profile-visible "
                         "latency, replay cost, disk per million profiles"))
+    from .prediction import add_arguments as prediction_arguments
+
+    prediction_arguments(sub.add_parser(
+        "prediction", help="prediction accuracy on the simulator's future window beside RFM, BG/NBD and "
+                           "Pareto/NBD; training and batch scoring time beside raw floors"))
+    from .segment import add_arguments as segment_arguments
+
+    segment_arguments(sub.add_parser(
+        "segment", help="batch evaluation of a 10-condition segment beside bare COPY; event -> entered latency "
+                        "beside a bare JetStream round trip; memory"))
     return p
 
 
@@ -114,6 +128,15 @@ def main(argv: list[str] | None = None, prog: str = "python -m cdp_bench") -> in
         from .profile import run as run_profile
 
         result = run_profile(args)
+    elif args.bench == "prediction":
+        from .prediction import run_prediction_bench
+
+        result = run_prediction_bench(args.people, args.days, args.seed, args.horizon, args.scale_profiles,
+                                      service_people=args.service_people, service_online=args.service_online)
+    elif args.bench == "segment":
+        from .segment import run as run_segment
+
+        result = run_segment(args)
     else:
         from .simulate import run_simulate_bench
 

@@ -13,6 +13,8 @@ from cdp_core.auth import KNOWN_SCOPES, issue_token
 
 from . import accounts, client, export, failed, identity, importer, profiles, render, sources, stack
 from . import demo as demo_mod
+from . import predict as predict_mod
+from . import segments as segments_mod
 from . import traits as traits_mod
 from .replay import replay_command
 
@@ -145,6 +147,8 @@ cli.add_command(profiles.profile_group)
 cli.add_command(accounts.account_group)
 cli.add_command(export.export_group)
 cli.add_command(traits_mod.trait_group)
+cli.add_command(segments_mod.segment_group)
+cli.add_command(predict_mod.predict_group)
 cli.add_command(replay_command)
 
 

@@ -18,7 +18,8 @@ ISSUER = "cdp"
 ALGORITHM = "HS256"
 ADMIN = "admin"
 KNOWN_SCOPES = frozenset(
-    {"events:write", "profiles:read", "profiles:write", "segments:read", "segments:write", "failed:admin", ADMIN}
+    {"events:write", "profiles:read", "profiles:write", "segments:read", "segments:write", "predictions:read", "predictions:write",
+     "failed:admin", ADMIN}
 )
 
 

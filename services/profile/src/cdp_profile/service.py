@@ -1,4 +1,5 @@
-"""The profile service: 360-degree profiles projected from the identity stream."""
+"""The profile service: 360-degree profiles projected from the identity stream, with the
+prediction service's scores as predicted traits (predicted.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from cdp_core.service import Runtime, ServiceSpec
 
 from . import computing, traits_api
 from .grpc_api import SCOPES, SERVICE, ProfileServicer
+from .predicted import PredictionProjection
 from .projection import ProfileProjection
 
 
@@ -40,8 +42,8 @@ SPEC = ServiceSpec(
     scopes={**SCOPES, **traits_api.SCOPES},
     add_servicers=add_servicers,
     migrations=Path(__file__).parent / "migrations",
-    consumes=["identity"],
-    projections=lambda rt: [ProfileProjection()],
+    consumes=["identity", "prediction"],
+    projections=lambda rt: [ProfileProjection(), PredictionProjection()],
     on_drain=on_drain,
     on_start=on_start,
     on_stop=on_stop,

@@ -1,0 +1,1 @@
+"""The CDP prediction service."""

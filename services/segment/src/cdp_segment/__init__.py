@@ -1,0 +1,1 @@
+"""The CDP segment service: segment definitions, real-time memberships, suppression lists."""
