@@ -299,6 +299,7 @@ class ServiceRun:
     log: Path
     t_serving: float  # perf_counter when it answered SERVING
     spy: subprocess.Popen | None = None
+    port: int = 0  # its gRPC port
 
     def stop_spy(self) -> None:
         """Ends the py-spy recording (it writes its file on SIGINT)."""
@@ -328,7 +329,7 @@ async def service_process(env: Env, service: str, stream: str, *, py_spy: str | 
     run = None
     try:
         await wait_serving(f"127.0.0.1:{port}", proc, timeout=120)
-        run = ServiceRun(proc, db, log, time.perf_counter())
+        run = ServiceRun(proc, db, log, time.perf_counter(), port=port)
         if py_spy:
             exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
             run.spy = subprocess.Popen([exe, "record", "-p", str(proc.pid), "-r", "100", "-f", "raw", "-o", py_spy,
@@ -342,3 +343,31 @@ async def service_process(env: Env, service: str, stream: str, *, py_spy: str | 
             await drop_database(env.infra.database_url, name)
         with contextlib.suppress(Exception):
             await env.bus.js.delete_consumer(stream, service)
+
+
+async def replay_service(env: Env, run: ServiceRun, *, timeout_s: float = 1800) -> dict:
+    """`cdp replay <service>` against a running benchmark process (its ReplayService): the
+    projection rebuilt from sequence 1 into new tables and swapped in. Times StartReplay to
+    "done"; events/s = the messages the rebuild applied over that time (the swap included)."""
+    import time
+
+    from cdp.common.v1 import replay_pb2, replay_pb2_grpc
+    from cdp_core.auth import issue_token
+    from cdp_core.grpc_server import channel
+
+    async with channel(f"127.0.0.1:{run.port}", issue_token(env.secret, "bench", ["admin"])) as ch:
+        stub = replay_pb2_grpc.ReplayServiceStub(ch)
+        t = time.perf_counter()
+        await stub.StartReplay(replay_pb2.StartReplayRequest())
+        while True:
+            status = await stub.GetReplayStatus(replay_pb2.GetReplayStatusRequest())
+            if status.state in ("done", "failed"):
+                break
+            if time.perf_counter() - t > timeout_s:
+                raise TimeoutError(f"replay not done after {timeout_s:.0f} s")
+            await asyncio.sleep(0.05)
+        secs = time.perf_counter() - t
+    if status.state != "done":
+        raise RuntimeError(f"replay failed: {status.error}")
+    return {"replay_events": status.applied, "replay_seconds": secs, "replay_events_per_s": status.applied / secs,
+            "replay_paused_s": status.paused_seconds}
