@@ -41,6 +41,7 @@ from nats.js import api
 from nats.js.errors import APIError, BadRequestError, NoStreamResponseError, NotFoundError
 
 from . import envelope as envelope_mod
+from .errors import InvalidArgument, Unavailable
 
 try:  # faster for the acks, one per published message
     from orjson import loads as _loads
@@ -491,6 +492,55 @@ class Bus:
         for msgs in (acks, terms):
             for m in msgs:
                 m._ackd = True
+
+    async def follow(self, stream: str, subject: str, *, from_sequence: int | None, closing: asyncio.Event,
+                     who: str):
+        """The envelopes of `subject` stored in `stream`, as (stream sequence, envelope), through
+        an ephemeral ordered consumer (push, flow control, heartbeats; nats-py recreates it from
+        the last sequence on a gap): from `from_sequence`, or from new messages when None. For a
+        server-streaming RPC: when `closing` is set it raises Unavailable naming the sequence to
+        resume from; an undecodable message is logged and skipped. The consumer is deleted at
+        the end (the server would drop it after 30 s of inactivity anyway)."""
+        config = api.ConsumerConfig(deliver_policy=api.DeliverPolicy.NEW)
+        if from_sequence is not None:
+            if from_sequence < 1:
+                raise InvalidArgument("must be at least 1 (the stream's first sequence)", field="from_sequence")
+            config = api.ConsumerConfig(deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+                                        opt_start_seq=from_sequence)
+        if closing.is_set():
+            raise Unavailable(f"the {who} service is shutting down; call again")
+        sub = await self.js.subscribe(subject, stream=stream, ordered_consumer=True, config=config,
+                                      inactive_threshold=30)
+        stop = asyncio.ensure_future(closing.wait())
+        nxt: asyncio.Future | None = None
+        last = from_sequence - 1 if from_sequence is not None else 0
+        try:
+            while True:
+                nxt = asyncio.ensure_future(sub.next_msg(timeout=None))
+                await asyncio.wait({nxt, stop}, return_when=asyncio.FIRST_COMPLETED)
+                if not nxt.done():
+                    hint = f" from_sequence {last + 1}" if last else " from_sequence as the last one received + 1"
+                    raise Unavailable(f"the {who} service is shutting down; resume with{hint}")
+                msg, nxt = nxt.result(), None
+                seq = msg.metadata.sequence.stream
+                if seq <= last:  # redelivered after the ordered consumer was recreated
+                    continue
+                last = seq
+                try:
+                    env = envelope_mod.decode(msg.data)
+                except Exception as e:  # noqa: BLE001 - a foreign message on the subject is skipped, not fatal
+                    log.warning("undecodable message skipped", stream=stream, sequence=seq, error=str(e)[:200])
+                    continue
+                yield seq, env
+        finally:
+            stop.cancel()
+            if nxt is not None:
+                nxt.cancel()
+            try:
+                await sub.unsubscribe()
+                await self.js.delete_consumer(stream, sub._consumer)
+            except Exception as e:  # noqa: BLE001 - the connection may be closing already
+                log.debug("follow: unsubscribe failed", error=repr(e)[:200])
 
     async def publish_envelopes(self, envs: list[envelope_mod.Envelope]) -> list[api.PubAck]:
         return await self.publish_batch([Outgoing.from_envelope(e) for e in envs])

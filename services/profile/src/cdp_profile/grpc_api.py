@@ -7,7 +7,6 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
-from nats.js import api as js_api
 
 from cdp.common.v1 import identifier_pb2
 from cdp.profile.v1 import events_pb2 as profile_events
@@ -324,55 +323,23 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
         return out
 
     async def StreamProfileChanges(self, request: profile_pb2.StreamProfileChangesRequest, context):
-        """cdp.profile.changed as they are stored in CDP_PROFILE, through an ephemeral ordered
-        consumer (push, flow control, heartbeats; nats-py recreates it from the last sequence
-        on a gap). Filtering by profile is done here: the subject does not carry the id."""
+        """cdp.profile.changed as they are stored in CDP_PROFILE (Bus.follow). Filtering by
+        profile is done here: the subject does not carry the id."""
         wanted = set(q.profile_ids(request.profile_ids))
-        config = js_api.ConsumerConfig(deliver_policy=js_api.DeliverPolicy.NEW)
-        if request.WhichOneof("start") == "from_sequence":
-            if request.from_sequence < 1:
-                raise InvalidArgument("must be at least 1 (the stream's first sequence)", field="from_sequence")
-            config = js_api.ConsumerConfig(deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE,
-                                           opt_start_seq=request.from_sequence)
-        if self.bus is None or self.closing.is_set():
+        if self.bus is None:
             raise Unavailable("the profile service is shutting down; call again")
-        sub = await self.bus.js.subscribe(CHANGES_SUBJECT, stream=CHANGES_STREAM, ordered_consumer=True,
-                                          config=config, inactive_threshold=30)
-        stop = asyncio.ensure_future(self.closing.wait())
-        nxt: asyncio.Future | None = None
-        last = (request.from_sequence - 1) if request.WhichOneof("start") == "from_sequence" else 0
-        try:
-            while True:
-                nxt = asyncio.ensure_future(sub.next_msg(timeout=None))
-                await asyncio.wait({nxt, stop}, return_when=asyncio.FIRST_COMPLETED)
-                if not nxt.done():
-                    hint = f" from_sequence {last + 1}" if last else " from_sequence as the last one received + 1"
-                    raise Unavailable(f"the profile service is shutting down; resume with{hint}")
-                msg, nxt = nxt.result(), None
-                seq = msg.metadata.sequence.stream
-                if seq <= last:  # redelivered after the ordered consumer was recreated
-                    continue
-                last = seq
-                try:
-                    env = envelope.decode(msg.data)
-                    change = envelope.unpack(env, profile_events.ProfileChanged)
-                except Exception as e:  # noqa: BLE001 - a foreign message on the subject is skipped, not fatal
-                    log.warning("not a profile change; skipped", sequence=seq, error=str(e)[:200])
-                    continue
-                if wanted and change.profile_id not in wanted:
-                    continue
-                yield profile_pb2.ProfileChange(sequence=seq, event_id=env.event_id, recorded_at=env.recorded_at,
-                                                change=change)
-        finally:
-            stop.cancel()
-            if nxt is not None:
-                nxt.cancel()
+        start = request.from_sequence if request.WhichOneof("start") == "from_sequence" else None
+        async for seq, env in self.bus.follow(CHANGES_STREAM, CHANGES_SUBJECT, from_sequence=start,
+                                              closing=self.closing, who="profile"):
             try:
-                await sub.unsubscribe()
-                # the server would drop the ephemeral consumer after inactive_threshold; now is better
-                await self.bus.js.delete_consumer(CHANGES_STREAM, sub._consumer)
-            except Exception as e:  # noqa: BLE001 - the connection may be closing already
-                log.debug("change stream unsubscribe failed", error=repr(e)[:200])
+                change = envelope.unpack(env, profile_events.ProfileChanged)
+            except Exception as e:  # noqa: BLE001 - a foreign message on the subject is skipped, not fatal
+                log.warning("not a profile change; skipped", sequence=seq, error=str(e)[:200])
+                continue
+            if wanted and change.profile_id not in wanted:
+                continue
+            yield profile_pb2.ProfileChange(sequence=seq, event_id=env.event_id, recorded_at=env.recorded_at,
+                                            change=change)
 
     async def GetPersonData(self, request: profile_pb2.GetPersonDataRequest, context):
         """The access answer (GDPR art. 15, CCPA right to know): one REPEATABLE READ snapshot,

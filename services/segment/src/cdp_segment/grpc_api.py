@@ -8,7 +8,6 @@ import base64
 import json
 
 import asyncpg
-from nats.js import api as js_api
 
 from cdp.segment.v1 import events_pb2, segment_pb2, segment_pb2_grpc
 from cdp_core import envelope
@@ -230,59 +229,30 @@ class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
             only_stored=sorted(stored - evaluated)[:MAX_DIFF], only_evaluated=sorted(evaluated - stored)[:MAX_DIFF])
 
     async def StreamMembershipChanges(self, request, context):
-        """entered/exited as stored in CDP_SEGMENT, through an ephemeral ordered consumer."""
+        """entered/exited as stored in CDP_SEGMENT (Bus.follow)."""
         wanted = set(request.names)
-        config = js_api.ConsumerConfig(deliver_policy=js_api.DeliverPolicy.NEW)
-        if request.WhichOneof("start") == "from_sequence":
-            if request.from_sequence < 1:
-                raise InvalidArgument("must be at least 1", field="from_sequence")
-            config = js_api.ConsumerConfig(deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE,
-                                           opt_start_seq=request.from_sequence)
-        if self.bus is None or self.closing.is_set():
+        if self.bus is None:
             raise Unavailable("the segment service is shutting down; call again")
-        sub = await self.bus.js.subscribe("cdp.segment.*", stream=CHANGES_STREAM, ordered_consumer=True,
-                                          config=config, inactive_threshold=30)
-        stop = asyncio.ensure_future(self.closing.wait())
-        nxt: asyncio.Future | None = None
-        last = 0
-        try:
-            while True:
-                nxt = asyncio.ensure_future(sub.next_msg(timeout=None))
-                await asyncio.wait({nxt, stop}, return_when=asyncio.FIRST_COMPLETED)
-                if not nxt.done():
-                    raise Unavailable(f"the segment service is shutting down; resume with from_sequence {last + 1}")
-                msg, nxt = nxt.result(), None
-                seq = msg.metadata.sequence.stream
-                if seq <= last:
-                    continue
-                last = seq
-                try:
-                    env = envelope.decode(msg.data)
-                    if env.type == "cdp.segment.entered":
-                        change = segment_pb2.MembershipChange(
-                            sequence=seq, entered=envelope.unpack(env, events_pb2.SegmentEntered))
-                        name = change.entered.segment_name
-                    elif env.type == "cdp.segment.exited":
-                        change = segment_pb2.MembershipChange(
-                            sequence=seq, exited=envelope.unpack(env, events_pb2.SegmentExited))
-                        name = change.exited.segment_name
-                    else:
-                        continue
-                except Exception as e:  # noqa: BLE001 - a foreign message is skipped, not fatal
-                    log.warning("not a membership change; skipped", sequence=seq, error=str(e)[:200])
-                    continue
-                if wanted and name not in wanted:
-                    continue
-                yield change
-        finally:
-            stop.cancel()
-            if nxt is not None:
-                nxt.cancel()
+        start = request.from_sequence if request.WhichOneof("start") == "from_sequence" else None
+        async for seq, env in self.bus.follow(CHANGES_STREAM, "cdp.segment.*", from_sequence=start,
+                                              closing=self.closing, who="segment"):
             try:
-                await sub.unsubscribe()
-                await self.bus.js.delete_consumer(CHANGES_STREAM, sub._consumer)
-            except Exception as e:  # noqa: BLE001 - the connection may be closing already
-                log.debug("change stream unsubscribe failed", error=repr(e)[:200])
+                if env.type == "cdp.segment.entered":
+                    change = segment_pb2.MembershipChange(
+                        sequence=seq, entered=envelope.unpack(env, events_pb2.SegmentEntered))
+                    name = change.entered.segment_name
+                elif env.type == "cdp.segment.exited":
+                    change = segment_pb2.MembershipChange(
+                        sequence=seq, exited=envelope.unpack(env, events_pb2.SegmentExited))
+                    name = change.exited.segment_name
+                else:
+                    continue
+            except Exception as e:  # noqa: BLE001 - a foreign message is skipped, not fatal
+                log.warning("not a membership change; skipped", sequence=seq, error=str(e)[:200])
+                continue
+            if wanted and name not in wanted:
+                continue
+            yield change
 
 
 def _info(r) -> segment_pb2.SegmentInfo:
