@@ -262,13 +262,29 @@ async def fetch_ack_baseline(bus, stream: str, batch: int = 256) -> dict:
 
 
 async def _fetch_ack(bus, stream: str, batch: int, *, stock: bool) -> tuple[int, float]:
+    async def step(sub) -> int:
+        if stock:
+            msgs = await sub.fetch(batch, timeout=5)
+            for m in msgs:
+                await m.ack()
+        else:
+            msgs = await bus.fetch(sub, batch, 5.0)
+            await bus.settle(msgs)
+        return len(msgs)
+
+    return await _pull_all(bus, stream, "bench-fetch", step)
+
+
+async def _pull_all(bus, stream: str, prefix: str, step) -> tuple[int, float]:
+    """Times `step(subscription)` (returns how many messages it took) over every message of
+    `stream`, through a new durable pull consumer (explicit acks), deleted after."""
     import secrets
     import time
 
     from nats.js import api
 
     n = (await bus.js.stream_info(stream)).state.messages
-    durable = f"bench-fetch-{secrets.token_hex(3)}"
+    durable = f"{prefix}-{secrets.token_hex(3)}"
     await bus.js.add_consumer(stream, api.ConsumerConfig(durable_name=durable, deliver_policy=api.DeliverPolicy.ALL,
                                                          ack_policy=api.AckPolicy.EXPLICIT, max_ack_pending=10_000))
     sub = await bus.js.pull_subscribe_bind(durable, stream)
@@ -276,14 +292,7 @@ async def _fetch_ack(bus, stream: str, batch: int, *, stock: bool) -> tuple[int,
     try:
         t = time.perf_counter()
         while got < n:
-            if stock:
-                msgs = await sub.fetch(batch, timeout=5)
-                for m in msgs:
-                    await m.ack()
-            else:
-                msgs = await bus.fetch(sub, batch, 5.0)
-                await bus.settle(msgs)
-            got += len(msgs)
+            got += await step(sub)
         secs = time.perf_counter() - t
     finally:
         with contextlib.suppress(Exception):
@@ -300,36 +309,26 @@ async def pipeline_baseline(bus, stream: str, batch: int = 256) -> dict:
     (`Bus.publish_batch`, acks awaited), ack the batch. msgs/s: no such projection in one
     process can be faster."""
     import secrets
-    import time
 
     from nats.js import api
 
     from cdp_core.bus import Outgoing
 
-    n = (await bus.js.stream_info(stream)).state.messages
     tag = secrets.token_hex(3)
-    durable, scratch = f"bench-pipe-{tag}", f"BENCH_PIPE_{tag.upper()}"
-    await bus.js.add_stream(api.StreamConfig(name=scratch, subjects=[f"bench.pipe.{tag}"],
-                                             storage=api.StorageType.FILE))
-    await bus.js.add_consumer(stream, api.ConsumerConfig(durable_name=durable, deliver_policy=api.DeliverPolicy.ALL,
-                                                         ack_policy=api.AckPolicy.EXPLICIT, max_ack_pending=10_000))
-    sub = await bus.js.pull_subscribe_bind(durable, stream)
-    subject, got = f"bench.pipe.{tag}", 0
+    scratch, subject = f"BENCH_PIPE_{tag.upper()}", f"bench.pipe.{tag}"
+    await bus.js.add_stream(api.StreamConfig(name=scratch, subjects=[subject], storage=api.StorageType.FILE))
+
+    async def step(sub) -> int:
+        msgs = await bus.fetch(sub, batch, 5.0)
+        if msgs:
+            await bus.publish_batch([Outgoing(subject, m.data, f"{tag}-{m.metadata.sequence.stream}", {})
+                                     for m in msgs])
+        await bus.settle(msgs)
+        return len(msgs)
+
     try:
-        t = time.perf_counter()
-        while got < n:
-            msgs = await bus.fetch(sub, batch, 5.0)
-            if msgs:
-                await bus.publish_batch([Outgoing(subject, m.data, f"{tag}-{m.metadata.sequence.stream}", {})
-                                         for m in msgs])
-            await bus.settle(msgs)
-            got += len(msgs)
-        secs = time.perf_counter() - t
+        got, secs = await _pull_all(bus, stream, "bench-pipe", step)
     finally:
-        with contextlib.suppress(Exception):
-            await sub.unsubscribe()
-        with contextlib.suppress(Exception):
-            await bus.js.delete_consumer(stream, durable)
         with contextlib.suppress(Exception):
             await bus.js.delete_stream(scratch)
     return {"pipeline_msgs_per_s": got / secs, "pipeline_seconds": secs}
