@@ -27,6 +27,22 @@ def common(**kw) -> ingest_pb2.EventCommon:
     return ingest_pb2.EventCommon(**kw)
 
 
+def jorge_crm(run: str) -> ingest_pb2.IdentifyRequest:
+    """A CRM contact with a full record."""
+    return ingest_pb2.IdentifyRequest(common=common(user_id=f"crm-{run}"), traits_json=json.dumps(
+        {"firstName": "Jorge", "lastName": "Sanz", "address": {"postalCode": "41004", "city": "Sevilla"},
+         "birthday": "1990-01-02"}))
+
+
+def jorge_receipt(run: str) -> ingest_pb2.TrackRequest:
+    """A till receipt with his name and a postcode one digit off (a typo, or a namesake nearby):
+    plausible, not enough to merge on its own; a review candidate."""
+    return ingest_pb2.TrackRequest(
+        common=common(anonymous_id=f"receipt:{run}", context_json=json.dumps({"traits": {
+            "firstName": "Jorge", "lastName": "Sanz", "address": {"postalCode": "41014"}}})),
+        event="Order Completed")
+
+
 async def test_an_offline_record_merges_into_the_person_it_matches(stack):
     run = uuid.uuid4().hex[:8]
     ingest = ingest_pb2_grpc.IngestServiceStub(stack.channel("ingest"))
@@ -79,15 +95,8 @@ async def test_a_weaker_match_waits_for_review_and_an_accepted_one_merges(stack)
     run = uuid.uuid4().hex[:8]
     ingest = ingest_pb2_grpc.IngestServiceStub(stack.channel("ingest"))
     identity = identity_pb2_grpc.IdentityServiceStub(stack.channel("identity"))
-    await ingest.Identify(ingest_pb2.IdentifyRequest(common=common(user_id=f"crm-{run}"), traits_json=json.dumps(
-        {"firstName": "Jorge", "lastName": "Sanz", "address": {"postalCode": "41004", "city": "Sevilla"},
-         "birthday": "1990-01-02"})))
-    # the name and a postcode one digit off (a typo, or a namesake nearby): plausible, not enough
-    # to merge on its own
-    await ingest.Track(ingest_pb2.TrackRequest(
-        common=common(anonymous_id=f"receipt:{run}", context_json=json.dumps({"traits": {
-            "firstName": "Jorge", "lastName": "Sanz", "address": {"postalCode": "41014"}}})),
-        event="Order Completed"))
+    await ingest.Identify(jorge_crm(run))
+    await ingest.Track(jorge_receipt(run))
 
     async def listed():
         res = await identity.ListCandidates(identity_pb2.ListCandidatesRequest())
@@ -169,16 +178,11 @@ async def test_a_candidate_follows_its_profiles_through_later_merges(stack):
     run = uuid.uuid4().hex[:8]
     ingest = ingest_pb2_grpc.IngestServiceStub(stack.channel("ingest"))
     identity = identity_pb2_grpc.IdentityServiceStub(stack.channel("identity"))
-    await ingest.Identify(ingest_pb2.IdentifyRequest(common=common(user_id=f"crm-{run}"), traits_json=json.dumps(
-        {"firstName": "Jorge", "lastName": "Sanz", "address": {"postalCode": "41004", "city": "Sevilla"},
-         "birthday": "1990-01-02"})))
+    await ingest.Identify(jorge_crm(run))
     # an older web profile, known only by a cookie and an email
     await ingest.Identify(ingest_pb2.IdentifyRequest(common=common(anonymous_id=f"cookie-{run}"),
                                                      traits_json=json.dumps({"email": f"js-{run}@example.com"})))
-    await ingest.Track(ingest_pb2.TrackRequest(
-        common=common(anonymous_id=f"receipt:{run}", context_json=json.dumps({"traits": {
-            "firstName": "Jorge", "lastName": "Sanz", "address": {"postalCode": "41014"}}})),
-        event="Order Completed"))
+    await ingest.Track(jorge_receipt(run))
 
     async def graph_ids(p):
         g = await identity.GetIdentityGraph(identity_pb2.GetIdentityGraphRequest(
