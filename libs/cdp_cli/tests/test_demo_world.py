@@ -108,3 +108,28 @@ async def test_world_demo_loads_every_path_and_finds_the_sampled_people(stack, f
                                                                         s["sources"].items()}
     assert again["merges"] == 0
     assert [p["event_count"] for p in again["profiles"]] == [p["event_count"] for p in s["profiles"]]
+
+
+def test_the_world_ends_yesterday_unless_a_start_is_given(clean_env, monkeypatch):
+    from datetime import UTC, datetime, timedelta
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    async def fake_run_world(token, log, opts):
+        seen.append(opts)
+        raise Stop
+
+    monkeypatch.setattr(demo, "run_world", fake_run_world)
+    for args in (["--days", "10"], ["--days", "10", "--start", "2026-01-01"]):
+        try:
+            run("--token", "t", *args)
+        except Stop:
+            pass
+    today = datetime.now(UTC).date()
+    assert [o.start for o in seen] == [(today - timedelta(days=10)).isoformat(), "2026-01-01"]
+    assert all(o.days == 10 for o in seen)
+    r = run("--sample", "--start", "2026-01-01")
+    assert r.exit_code == 2 and "--start apply to the world demo" in r.stderr

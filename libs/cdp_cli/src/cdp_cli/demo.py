@@ -726,6 +726,7 @@ class WorldOptions:
     people: int = 2000
     days: int = 30
     seed: int = 1
+    start: str | None = None  # the first simulated day (YYYY-MM-DD); None: the simulator's fixed default
     http_url: str | None = None  # default: client.http_url()
     nats_url: str | None = None  # default: CDP_NATS_URL / .cdp/stack.json
     catch_up_timeout: float = CATCH_UP_TIMEOUT_S
@@ -752,7 +753,8 @@ async def run_world(token: str, log: Console, opts: WorldOptions | None = None) 
         work = Path(tmp)
         # 1. the world
         t0 = time.monotonic()
-        world = World.generate(people=opts.people, days=opts.days, seed=opts.seed)
+        world = World.generate(people=opts.people, days=opts.days, seed=opts.seed,
+                               **({"start": opts.start} if opts.start else {}))
         with Progress(TextColumn("[bold]simulating[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("days"),
                       TimeElapsedColumn(), console=log, transient=True) as bar:
             task = bar.add_task("days", total=opts.days)

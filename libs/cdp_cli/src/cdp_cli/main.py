@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from datetime import UTC, datetime, timedelta
 
 import click
 from rich.console import Console
@@ -101,10 +102,13 @@ def token_issue(scopes: tuple[str, ...], subject: str) -> None:
               help="Days of their behaviour.")
 @click.option("--seed", type=int, default=demo_mod.WorldOptions.seed, show_default=True,
               help="Simulator seed (same seed, same world: a re-run appends nothing new).")
+@click.option("--start", type=click.DateTime(formats=["%Y-%m-%d"]),
+              help="First simulated day. Default: DAYS days ago, so the world ends yesterday and the "
+                   "time-window audiences (purchasers in the last 30 days, ...) hold people.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (the summary, or the sample's profile).")
 @click.option("--token", "token_", help=TOKEN_HELP)
 @click.pass_context
-def demo(ctx: click.Context, sample: bool, people: int, days: int, seed: int, as_json: bool,
+def demo(ctx: click.Context, sample: bool, people: int, days: int, seed: int, start, as_json: bool,
          token_: str | None) -> None:
     """Load a simulated world through the real paths and print what the platform made of it.
 
@@ -113,7 +117,7 @@ def demo(ctx: click.Context, sample: bool, people: int, days: int, seed: int, as
     with the simulator's ground truth. --sample sends one short journey through gRPC instead.
     Progress goes to stderr, the summary to stdout."""
     if sample:
-        given = [f"--{n}" for n in ("people", "days", "seed")
+        given = [f"--{n}" for n in ("people", "days", "seed", "start")
                  if ctx.get_parameter_source(n) is not click.core.ParameterSource.DEFAULT]
         if given:
             raise click.UsageError(f"{', '.join(given)} apply to the world demo, not to --sample")
@@ -126,7 +130,9 @@ def demo(ctx: click.Context, sample: bool, people: int, days: int, seed: int, as
             raise
         render.print_profile(p, as_json=as_json, console=_out())
         return
-    summary = asyncio.run(demo_mod.run_world(tok, _err(), demo_mod.WorldOptions(people=people, days=days, seed=seed)))
+    first = start.date() if start else datetime.now(UTC).date() - timedelta(days=days)
+    summary = asyncio.run(demo_mod.run_world(tok, _err(), demo_mod.WorldOptions(
+        people=people, days=days, seed=seed, start=first.isoformat())))
     if as_json:
         click.echo(json.dumps(summary, ensure_ascii=False))
     else:

@@ -13,7 +13,7 @@ from cdp.common.v1 import replay_pb2, replay_pb2_grpc
 
 from . import client
 
-CONSUMERS = ("identity", "profile")  # the services that read a stream today
+CONSUMERS = ("identity", "profile", "segment", "prediction")  # the services that read a stream today
 POLL_S = 0.5
 
 
