@@ -98,11 +98,14 @@ def segment_list(as_json: bool, token_: str | None) -> None:
     if as_json:
         click.echo(json.dumps({"segments": records}))
         return
-    t = Table("name", "version", "members", "predefined", "backfill", "suppresses", "description")
+    from rich.table import Column
+
+    # the descriptions are in --json: in a table beside six columns they wrap a word a line
+    t = Table(Column("name", no_wrap=True), Column("version", justify="right"), Column("members", justify="right"),
+              "predefined", "backfill", "suppresses")
     for s in r.segments:
         t.add_row(escape(s.definition.name), str(s.version), str(s.member_count), "yes" if s.predefined else "",
-                  "done" if s.backfill_done else "running", ", ".join(s.definition.suppresses),
-                  escape(s.definition.description))
+                  "done" if s.backfill_done else "running", ", ".join(s.definition.suppresses))
     _out().print(t)
 
 
