@@ -103,7 +103,9 @@ async def test_predefined_audiences_hold_exactly_the_simulated_people(full_stack
     profiles of exactly the people who completed an order in the last 30 days (ground truth:
     the simulator's message -> person table; web and app orders, the Segment calls imported here), and
     an audit agrees with the stream; `nps-detractors` holds the people whose latest answer is 6 or
-    less; each `engaged-<channel>-30d` the profiles with an open, click or tap of the channel."""
+    less; each `engaged-<channel>-30d` the profiles with an open, click or tap of the channel;
+    product-page-abandoners, new-visitors and discount-seekers the profiles the world's messages
+    make so."""
     import csv
     from datetime import UTC, date, datetime
 
@@ -227,3 +229,51 @@ async def test_predefined_audiences_hold_exactly_the_simulated_people(full_stack
         assert await eventually(audience, timeout=60) == want, channel
         checked += bool(want)
     assert checked >= 2  # the world has engaged people on at least two channels
+
+    # three more audiences, each from the world's own messages, profile by profile:
+    # product-page-abandoners (a product viewed in the last 7 days, nothing added to the cart
+    # and no order in them), new-visitors (the profile's first event in the last 7 days) and
+    # discount-seekers (two orders or more, half of them or more with a coupon or a discount)
+    def at_(m: dict) -> datetime:
+        return datetime.fromisoformat(m["timestamp"].replace("Z", "+00:00"))
+
+    by_profile: dict[str, list[dict]] = {}
+    for m in messages:
+        by_profile.setdefault(await profile_of(m), []).append(m)
+    week = now - timedelta(days=7)
+
+    def named(ms: list[dict], name: str, since: datetime | None = None) -> list[dict]:
+        return [m for m in ms if m["type"] == "track" and m["event"] == name and (since is None or at_(m) > since)]
+
+    def discounted(order: list[dict]) -> bool:
+        def off(x: dict) -> bool:
+            d = x.get("discount")
+            return bool(x.get("coupon")) or (isinstance(d, int | float) and d > 0)
+        return any(off(m["properties"]) or any(off(p) for p in m["properties"].get("products") or [])
+                   for m in order)
+
+    def seeker(ms: list[dict]) -> bool:
+        orders: dict[str, list[dict]] = {}
+        for m in named(ms, "Order Completed"):
+            orders.setdefault(str(m["properties"].get("order_id") or m["messageId"]), []).append(m)
+        return len(orders) >= 2 and sum(discounted(o) for o in orders.values()) / len(orders) >= 0.5
+
+    expected = {
+        "product-page-abandoners": {p for p, ms in by_profile.items() if named(ms, "Product Viewed", week)
+                                    and not named(ms, "Product Added", week) and not named(ms, "Order Completed", week)},
+        "new-visitors": {p for p, ms in by_profile.items() if min(at_(m) for m in ms) > week},
+        "discount-seekers": {p for p, ms in by_profile.items() if seeker(ms)},
+    }
+    near_edge = any(abs((at_(m) - week).total_seconds()) < 3600 for m in messages)
+    for name, want in expected.items():
+        if near_edge and name != "discount-seekers":
+            continue  # the window's edge passes during the test: membership may flip meanwhile
+
+        async def audience(name=name, want=want):
+            async with pool.acquire() as conn:
+                got = {r[0] for r in await conn.fetch(
+                    "SELECT m.profile_id FROM seg_memberships m JOIN seg_segments s USING (segment_id) "
+                    "WHERE s.name = $1 AND m.member", name)}
+            return got if got == want else None
+        assert await eventually(audience, timeout=60) == want, name
+    assert expected["product-page-abandoners"] and expected["new-visitors"]
