@@ -131,29 +131,60 @@ def _obj(text) -> dict:
     return v if isinstance(v, dict) else {}
 
 
+_LOAD_SQL = """
+SELECT x.pid, p.profile_id IS NOT NULL, p.traits::text, p.computed::text, p.identifiers::text,
+       ev.ids, ev.names, ev.ats, ev.props, ac.traits, ms.segs, ms.members, ms.transitions
+FROM unnest($1::text[]) AS x(pid)
+LEFT JOIN seg_profiles p ON p.profile_id = x.pid AND p.merged_into IS NULL
+LEFT JOIN LATERAL (
+    SELECT array_agg(e.event_id) AS ids, array_agg(e.name) AS names, array_agg(e.occurred_at) AS ats,
+           array_agg(e.properties::text) AS props
+    FROM seg_events e
+    WHERE p.profile_id IS NOT NULL AND e.profile_id = x.pid AND $2::bool
+      AND ($3::text[] IS NULL OR e.name = ANY($3::text[]))) ev ON true
+LEFT JOIN LATERAL (
+    SELECT array_agg(a.traits::text ORDER BY m.account_id) AS traits
+    FROM seg_account_members m JOIN seg_accounts a ON a.account_id = m.account_id
+    WHERE p.profile_id IS NOT NULL AND m.profile_id = x.pid) ac ON true
+LEFT JOIN LATERAL (
+    SELECT array_agg(s.segment_id) AS segs, array_agg(s.member) AS members, array_agg(s.transitions) AS transitions
+    FROM seg_memberships s
+    WHERE $4::bool AND s.profile_id = x.pid AND ($5::text[] IS NULL OR s.segment_id = ANY($5::text[]))) ms ON true
+"""
+
+
+async def load_for_evaluation(conn: asyncpg.Connection, pids: list[str], names: set[str] | None, *,
+                              memberships: bool = False, segment_ids: list[str] | None = None
+                              ) -> tuple[dict[str, State], dict[tuple[str, str], tuple[bool, int]]]:
+    """In one statement (one round trip: the hot path's cost is mostly round trips): the live
+    profiles among `pids` as the evaluator reads them, with their events only of `names`
+    (None: every event kept) and their accounts; and, with `memberships`, their membership
+    rows (of `segment_ids` only, when given) as {(segment id, profile id): (member, transitions)}."""
+    states: dict[str, State] = {}
+    current: dict[tuple[str, str], tuple[bool, int]] = {}
+    if not pids:
+        return states, current
+    rows = await conn.fetch(_LOAD_SQL, list(pids), names is None or bool(names),
+                            None if names is None else sorted(names), memberships, segment_ids)
+    for r in rows:
+        pid = r[0]
+        if r[1]:
+            st = State(pid, _obj(r[2]), _obj(r[3]), _obj(r[4]))
+            if r[5]:
+                st.events = [Ev(i, n, a, _obj(pr)) for i, n, a, pr in zip(r[5], r[6], r[7], r[8], strict=True)]
+            if r[9]:
+                st.accounts = [_obj(t) for t in r[9]]
+            states[pid] = st
+        if r[10]:
+            for sid, member, n in zip(r[10], r[11], r[12], strict=True):
+                current[(sid, pid)] = (member, n)
+    return states, current
+
+
 async def load_states(conn: asyncpg.Connection, pids: list[str], names: set[str] | None) -> dict[str, State]:
     """The live profiles among `pids` as the evaluator reads them; events only of `names`
     (None: every event kept)."""
-    states = {r[0]: State(r[0], _obj(r[1]), _obj(r[2]), _obj(r[3])) for r in await conn.fetch(
-        "SELECT profile_id, traits::text, computed::text, identifiers::text FROM seg_profiles "
-        "WHERE profile_id = ANY($1::text[]) AND merged_into IS NULL", pids)}
-    live = sorted(states)
-    if not live:
-        return states
-    if names is None or names:
-        sql = ("SELECT profile_id, event_id, name, occurred_at, properties::text FROM seg_events "
-               "WHERE profile_id = ANY($1::text[])")
-        args: list = [live]
-        if names is not None:
-            sql += " AND name = ANY($2::text[])"
-            args.append(sorted(names))
-        for r in await conn.fetch(sql, *args):
-            states[r[0]].events.append(Ev(r[1], r[2], r[3], _obj(r[4])))
-    for r in await conn.fetch(
-            "SELECT m.profile_id, a.traits::text FROM seg_account_members m JOIN seg_accounts a "
-            "ON a.account_id = m.account_id WHERE m.profile_id = ANY($1::text[]) ORDER BY m.account_id", live):
-        states[r[0]].accounts.append(_obj(r[1]))
-    return states
+    return (await load_for_evaluation(conn, sorted(set(pids)), names))[0]
 
 
 def _payload(kind: str, seg: Segment | None, segment_id: str, name: str, version: int, pid: str, at: datetime,
@@ -191,14 +222,11 @@ async def evaluate_profiles(conn: asyncpg.Connection, cat: Catalog, pids, now: d
     if not pids:
         return out
     segs = only if only is not None else list(cat.segments.values())
-    names = set(cat.event_names)  # every segment's: the due time looks at all time-dependent ones
-    for s in segs:
-        names |= event_names(s.compiled.tree)
-    states = await load_states(conn, pids, names)
-    current = {(r[0], r[1]): (r[2], r[3]) for r in await conn.fetch(
-        "SELECT segment_id, profile_id, member, transitions FROM seg_memberships WHERE profile_id = ANY($1::text[])"
-        + (" AND segment_id = ANY($2::text[])" if only is not None else ""),
-        pids, *([[s.segment_id for s in segs]] if only is not None else []))}
+    names = cat.event_names  # every segment's: the due time looks at all time-dependent ones
+    if only is not None:  # (the catalogue's segments' names are in cat.event_names already)
+        names = names.union(*(event_names(s.compiled.tree) for s in segs))
+    states, current = await load_for_evaluation(
+        conn, pids, names, memberships=True, segment_ids=[s.segment_id for s in segs] if only is not None else None)
     rows = []
     ev = event_ids or {}
     for pid in pids:
@@ -218,15 +246,7 @@ async def evaluate_profiles(conn: asyncpg.Connection, cat: Catalog, pids, now: d
             else:
                 out.exited += 1
         out.evaluated += st is not None
-    if rows:
-        await conn.execute(
-            "INSERT INTO seg_memberships AS m (segment_id, profile_id, member, since, transitions) "
-            "SELECT * FROM unnest($1::text[], $2::text[], $3::bool[], $4::timestamptz[], $5::bigint[]) "
-            "ON CONFLICT (segment_id, profile_id) DO UPDATE SET member = excluded.member, since = excluded.since, "
-            "transitions = excluded.transitions",
-            [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows],
-            [r[4] for r in rows])
-    await schedule(conn, cat, pids, states, now)
+    await schedule(conn, cat, pids, states, now, rows)  # the transitions are written with the due times
     return out
 
 
@@ -243,9 +263,10 @@ async def write_memberships(conn: asyncpg.Connection, segment_id: str, rows: lis
 
 
 async def schedule(conn: asyncpg.Connection, cat: Catalog, pids: list[str], states: dict[str, State],
-                   now: datetime) -> None:
+                   now: datetime, memberships: list[tuple] = ()) -> None:
     """Each profile's next due time: the earliest boundary over the time-dependent segments
-    (the states must hold their events), or none."""
+    (the states must hold their events), or none. `memberships`: transitions to record too,
+    (segment id, profile id, member, since, transitions); all in one statement (one round trip)."""
     timed = cat.time_dependent
     due: dict[str, datetime] = {}
     if timed:
@@ -257,11 +278,27 @@ async def schedule(conn: asyncpg.Connection, cat: Catalog, pids: list[str], stat
                     best = b
             if best is not None:
                 due[pid] = best
-    if due:
-        keys = sorted(due)
-        await conn.execute(
-            "INSERT INTO seg_due (profile_id, due_at) SELECT * FROM unnest($1::text[], $2::timestamptz[]) "
-            "ON CONFLICT (profile_id) DO UPDATE SET due_at = excluded.due_at", keys, [due[k] for k in keys])
+    keys = sorted(due)
     gone = sorted(set(pids) - set(due))
-    if gone:
-        await conn.execute("DELETE FROM seg_due WHERE profile_id = ANY($1::text[])", gone)
+    ctes: list[str] = []
+    args: list = []
+    if memberships:
+        ctes.append(
+            "tr AS (INSERT INTO seg_memberships AS m (segment_id, profile_id, member, since, transitions) "
+            "SELECT * FROM unnest($1::text[], $2::text[], $3::bool[], $4::timestamptz[], $5::bigint[]) "
+            "ON CONFLICT (segment_id, profile_id) DO UPDATE SET member = excluded.member, since = excluded.since, "
+            "transitions = excluded.transitions)")
+        args += [[r[i] for r in memberships] for i in range(5)]
+    if gone:  # disjoint from the due keys: the delete and the upsert never meet a row twice
+        ctes.append(f"g AS (DELETE FROM seg_due WHERE profile_id = ANY(${len(args) + 1}::text[]))")
+        args.append(gone)
+    if due:
+        n = len(args)
+        main = (f"INSERT INTO seg_due (profile_id, due_at) SELECT * FROM unnest(${n + 1}::text[], "
+                f"${n + 2}::timestamptz[]) ON CONFLICT (profile_id) DO UPDATE SET due_at = excluded.due_at")
+        args += [keys, [due[k] for k in keys]]
+    elif ctes:
+        main = "SELECT 1"
+    else:
+        return
+    await conn.execute(("WITH " + ", ".join(ctes) + " " if ctes else "") + main, *args)

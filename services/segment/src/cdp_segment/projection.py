@@ -53,8 +53,10 @@ class _Evaluating(Projection):
         super().__init__()
         self.cache, self.retention_days = cache, retention_days
 
-    async def reevaluate(self, conn, pids, outbox, reason: str, event_ids: dict[str, str] | None = None) -> None:
-        cat = await self.cache.current(conn)  # after the locks: a definition change is seen in full
+    async def reevaluate(self, conn, pids, outbox, reason: str, event_ids: dict[str, str] | None = None,
+                         cat: engine.Catalog | None = None) -> None:
+        if cat is None:
+            cat = await self.cache.current(conn)  # after the locks: a definition change is seen in full
         await engine.evaluate_profiles(conn, cat, pids, envelope.now(), outbox, reason=reason, event_ids=event_ids)
 
 
@@ -84,21 +86,27 @@ class IdentityProjection(_Evaluating):
                 events.append((r.event_id, pid, e.event[:200], at, _pg_json(_json_object(props))))
             elif e.kind == "group" and e.group_id:
                 groups.append((e.group_id, pid, at, r.event_id, _json_object(e.traits_json)))
-        touched = {r[0] for r in await conn.fetch(
-            "INSERT INTO seg_profiles (profile_id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING "
-            "RETURNING profile_id", sorted(last))}
-        if events:
-            touched |= {r[0] for r in await conn.fetch(
+        new_profiles = ("INSERT INTO seg_profiles (profile_id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING "
+                        "RETURNING profile_id")
+        if events:  # both inserts in one statement (one round trip)
+            changed = [(r[0], r[1]) for r in await conn.fetch(
+                f"WITH np AS ({new_profiles}), ne AS ("
                 "INSERT INTO seg_events (event_id, profile_id, name, occurred_at, properties) "
-                "SELECT e, p, n, o, pr::jsonb FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], "
-                "$5::text[]) AS x(e, p, n, o, pr) ON CONFLICT DO NOTHING RETURNING profile_id",
-                *[list(c) for c in zip(*events, strict=True)])}
+                "SELECT e, p, n, o, pr::jsonb FROM unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[], "
+                "$6::text[]) AS x(e, p, n, o, pr) ON CONFLICT DO NOTHING RETURNING profile_id, name) "
+                "SELECT profile_id, NULL FROM np UNION ALL SELECT profile_id, name FROM ne",
+                sorted(last), *[list(c) for c in zip(*events, strict=True)])]
+        else:
+            changed = [(r[0], None) for r in await conn.fetch(new_profiles, sorted(last))]
+        cat = await self.cache.current(conn)  # after the locks: a definition change is seen in full
+        # only profiles whose projected state changed in a way a segment can see: a new profile,
+        # a kept event of a name some segment reads (no segment and no due time reads the
+        # others), an account link; traits and identifiers come with cdp.profile.changed
+        touched = {pid for pid, name in changed if name is None or name in cat.event_names}
         if groups:
             await _apply_groups(conn, groups)
             touched |= {g[1] for g in groups}
-        # only profiles whose projected state changed (a new profile, a kept event, an account
-        # link); the others' traits and identifiers come with cdp.profile.changed
-        await self.reevaluate(conn, touched, outbox, "event", last)
+        await self.reevaluate(conn, touched, outbox, "event", last, cat)
 
     @handles("cdp.identity.merged")
     async def on_merged(self, conn: asyncpg.Connection, d: Delivery, outbox: OutboxWriter) -> None:

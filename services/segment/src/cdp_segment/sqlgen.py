@@ -8,6 +8,7 @@ relative bound is computed from it in Python (exact, whatever the session's time
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -42,7 +43,15 @@ def _isnum(x: str) -> str:
 
 
 def _f8(x: str) -> str:
-    return f"({x} #>> '{{}}')::float8"
+    """A jsonb number as float8 (jsonb's cast goes through the number's text, as float8 of
+    `#>> '{}'` would; the callers guard the type)."""
+    return f"({x})::float8"
+
+
+def _jstr(v: str) -> str:
+    """A string as the text of a jsonb string: jsonb equality of strings is byte equality of
+    their text, so `x = '"v"'::jsonb` holds exactly when x is the string v (one extraction)."""
+    return json.dumps(v)
 
 
 def _guard(cond: str, body: str) -> str:
@@ -67,6 +76,10 @@ def test_sql(t: d.Test, x: str, p: Params, now: datetime) -> str:
     if op == "not_exists":
         return f"NOT coalesce(jsonb_typeof({x}) <> 'null', false)"
     if t.type == "string":
+        if op == "equals":
+            return f"coalesce({x} = {p(_jstr(a), 'jsonb')}, false)"
+        if op == "in":
+            return f"coalesce({x} = ANY({p([_jstr(v) for v in a], 'jsonb[]')}), false)"
         s = _text(x)
         body = {
             "equals": lambda: f"{s} = {p(a, 'text')}",
@@ -153,15 +166,19 @@ def _arr(x: str) -> str:
     return f"(CASE WHEN jsonb_typeof({x}) = 'array' THEN {x} ELSE '[]'::jsonb END)"
 
 
-def compile_tree(node, p: Params, now: datetime, alias: str = "p") -> str:
-    """The SQL boolean for `node`, for the row `alias` of seg_profiles."""
+def compile_tree(node, p: Params, now: datetime, alias: str = "p", defer: bool = False) -> str:
+    """The SQL boolean for `node`, for the row `alias` of seg_profiles. `defer`: event
+    EXISTS tests are written so that the planner keeps them as per-row subplans run after the
+    profile's own conditions (an index probe per remaining profile), instead of pulling them
+    up into a join that drives the scan from seg_events (measured: a nested loop over every
+    profile with a matching event, slower than the profile conditions themselves)."""
     tr, cp = f"{alias}.traits", f"{alias}.computed"
     if isinstance(node, d.And):
-        return "(" + " AND ".join(compile_tree(x, p, now, alias) for x in node.items) + ")"
+        return "(" + " AND ".join(compile_tree(x, p, now, alias, defer) for x in node.items) + ")"
     if isinstance(node, d.Or):
-        return "(" + " OR ".join(compile_tree(x, p, now, alias) for x in node.items) + ")"
+        return "(" + " OR ".join(compile_tree(x, p, now, alias, defer) for x in node.items) + ")"
     if isinstance(node, d.Not):
-        return f"(NOT {compile_tree(node.item, p, now, alias)})"
+        return f"(NOT {compile_tree(node.item, p, now, alias, defer)})"
     if isinstance(node, d.TraitT):
         return test_sql(node.test, _path(tr, node.path, p), p, now)
     if isinstance(node, d.ComputedT):
@@ -182,10 +199,13 @@ def compile_tree(node, p: Params, now: datetime, alias: str = "p") -> str:
     if isinstance(node, d.EventT):
         where = " AND ".join([f"e.profile_id = {alias}.profile_id",
                               *_event_match("e", node.name, node.filters, node.window, p, now)])
+        exists = f"EXISTS (SELECT 1 FROM seg_events e WHERE {where})"
+        if defer:
+            exists = f"coalesce({exists}, false)"  # not pulled up into a join: EXISTS is never NULL
         if node.count_op == "at_least" and node.count == 1:
-            return f"EXISTS (SELECT 1 FROM seg_events e WHERE {where})"
+            return exists
         if node.count_op == "exactly" and node.count == 0:
-            return f"NOT EXISTS (SELECT 1 FROM seg_events e WHERE {where})"
+            return f"NOT {exists}"
         sym = {"at_least": ">=", "at_most": "<=", "exactly": "="}[node.count_op]
         return f"((SELECT count(*) FROM seg_events e WHERE {where}) {sym} {p(node.count, 'bigint')})"
     if isinstance(node, d.SequenceT):
@@ -199,7 +219,8 @@ def compile_tree(node, p: Params, now: datetime, alias: str = "p") -> str:
                 conds.append(f"{a}.occurred_at > s{i - 1}.occurred_at")
         last = f"s{len(node.steps) - 1}"
         conds.append(f"{last}.occurred_at <= s0.occurred_at + {within}")
-        return f"EXISTS (SELECT 1 FROM {', '.join(froms)} WHERE {' AND '.join(conds)})"
+        exists = f"EXISTS (SELECT 1 FROM {', '.join(froms)} WHERE {' AND '.join(conds)})"
+        return f"coalesce({exists}, false)" if defer else exists
     if isinstance(node, d.ReachableT):
         types, traits = d.CONTACT[node.channel]
         idf = f"{alias}.identifiers"
@@ -269,6 +290,10 @@ def members_query(tree, now: datetime, *, extra_where: str = "", start: int = 1)
     """SELECT profile_id of every live profile the tree holds (plus extra_where, which may use
     parameters numbered before `start`)."""
     p = Params(start)
-    cond = compile_tree(tree, p, now)
+    # the profile's own conditions first when there are any beside the event ones (an event
+    # condition alone is left to the planner: a hash join over seg_events is then best)
+    items = tree.items if isinstance(tree, d.And) else (tree,)
+    defer = any(not isinstance(x, d.EventT | d.SequenceT) for x in items)
+    cond = compile_tree(tree, p, now, defer=defer)
     where = "p.merged_into IS NULL" + (f" AND {extra_where}" if extra_where else "")
     return f"SELECT p.profile_id FROM seg_profiles p WHERE {where} AND {cond}", p.values
