@@ -208,6 +208,14 @@ async def test_predefined_audiences_hold_exactly_the_simulated_people(full_stack
             profiles[key] = r.profile_id
         return profiles[key]
 
+    async def holds(name: str, want: set[str]) -> bool:
+        """The audience's members are exactly `want` (an empty audience is an answer too)."""
+        async with pool.acquire() as conn:
+            got = {r[0] for r in await conn.fetch(
+                "SELECT m.profile_id FROM seg_memberships m JOIN seg_segments s USING (segment_id) "
+                "WHERE s.name = $1 AND m.member", name)}
+        return got == want
+
     engagement = {"email": {"Email Opened", "Email Link Clicked"}, "sms": {"SMS Link Clicked"},
                   "whatsapp": {"WhatsApp Opened", "WhatsApp Link Clicked"}, "push": {"Push Notification Tapped"}}
     # away from the window's edge, so that the passage of time during the test changes nothing
@@ -220,13 +228,7 @@ async def test_predefined_audiences_hold_exactly_the_simulated_people(full_stack
             continue
         want = {await profile_of(m) for m, t in zip(engaged, at, strict=True) if horizon < t <= now}
 
-        async def audience(name=f"engaged-{channel}-30d", want=want):
-            async with pool.acquire() as conn:
-                got = {r[0] for r in await conn.fetch(
-                    "SELECT m.profile_id FROM seg_memberships m JOIN seg_segments s USING (segment_id) "
-                    "WHERE s.name = $1 AND m.member", name)}
-            return got == want  # an empty audience is an answer too
-        assert await eventually(audience, timeout=60), channel
+        assert await eventually(lambda name=f"engaged-{channel}-30d", want=want: holds(name, want), timeout=60), channel
         checked += bool(want)
     assert checked >= 2  # the world has engaged people on at least two channels
 
@@ -290,11 +292,5 @@ async def test_predefined_audiences_hold_exactly_the_simulated_people(full_stack
         if name == "at-risk" and any(m is not None and abs(m) < 3600 for m in margins.values()):
             continue
 
-        async def audience(name=name, want=want):
-            async with pool.acquire() as conn:
-                got = {r[0] for r in await conn.fetch(
-                    "SELECT m.profile_id FROM seg_memberships m JOIN seg_segments s USING (segment_id) "
-                    "WHERE s.name = $1 AND m.member", name)}
-            return got == want  # an empty audience is an answer too
-        assert await eventually(audience, timeout=60), name
+        assert await eventually(lambda name=name, want=want: holds(name, want), timeout=60), name
     assert expected["product-page-abandoners"] and expected["new-visitors"] and expected["anonymous-visitors"]

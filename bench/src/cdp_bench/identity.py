@@ -640,25 +640,16 @@ async def accuracy(*, people: int, days: int, seed: int, timeout_s: float = 900)
     from cdp_cli import demo
     from cdp_sim import World
 
-    from .stack import bench_stack
+    from .stack import bench_stack, environment
 
     async with bench_stack(["ingest", "identity", "profile"]) as stack:
         http_port = _env_of(stack.services["ingest"].proc.pid, "CDP_HTTP_PORT")
-        saved = {k: os.environ.get(k) for k in ("CDP_INGEST_ADDR", "CDP_IDENTITY_ADDR", "CDP_PROFILE_ADDR")}
-        for name in ("ingest", "identity", "profile"):
-            os.environ[f"CDP_{name.upper()}_ADDR"] = stack.address(name)
-        try:
+        with environment({f"CDP_{name.upper()}_ADDR": stack.address(name) for name in ("ingest", "identity", "profile")}):
             t = time.perf_counter()
             summary = await demo.run_world(stack.token, Console(quiet=True), demo.WorldOptions(
                 people=people, days=days, seed=seed, http_url=f"http://127.0.0.1:{http_port}",
                 nats_url=stack.infra.nats_url, catch_up_timeout=timeout_s))
             load_s = time.perf_counter() - t
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
         graph = await export_graph(stack.channel("identity"))
         stream = await read_identity_stream(stack.infra.nats_url)
         conn = await asyncpg.connect(stack.services["identity"].database_url)

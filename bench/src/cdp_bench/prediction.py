@@ -260,7 +260,6 @@ async def run_service_bench(people: int = 2000, days: int = 100, seed: int = 7, 
     of a message of the same size."""
     import asyncio
     import contextlib
-    import os
     import shutil
     import tempfile
     from pathlib import Path
@@ -275,7 +274,7 @@ async def run_service_bench(people: int = 2000, days: int = 100, seed: int = 7, 
     from cdp_core.grpc_server import channel
     from cdp_sim import World
 
-    from .stack import Env, publish_all, random_secret, service_process, start_infra, stop_infra
+    from .stack import Env, environment, publish_all, random_secret, service_process, start_infra, stop_infra
 
     world = World.generate(people=people, days=days, seed=seed, horizon=horizon)
     start = world.cfg.start_date
@@ -296,90 +295,84 @@ async def run_service_bench(people: int = 2000, days: int = 100, seed: int = 7, 
     root = Path(tempfile.mkdtemp(prefix="cdp-bench-prediction-"))
     infra = await asyncio.to_thread(start_infra, root)
     bus = None
-    saved = {k: os.environ.get(k) for k in ("CDP_PREDICTION_DEBOUNCE_S", "CDP_PREDICTION_POLL_S")}
-    os.environ.update({"CDP_PREDICTION_DEBOUNCE_S": str(debounce_s), "CDP_PREDICTION_POLL_S": "0.05"})
-    try:
-        bus = await Bus.connect(infra.nats_url, name="cdp-bench-prediction")
-        await bus.ensure_stream("identity")
-        await bus.ensure_stream("prediction")
-        env = Env(infra, root, random_secret(), bus)
-        async with service_process(env, "prediction", "CDP_IDENTITY") as run:
-            t0 = time.perf_counter()
-            await publish_all(bus, msgs)
-            info = None
-            while True:
-                info = await bus.js.consumer_info("CDP_IDENTITY", "prediction")
-                if info.num_pending == 0 and info.num_ack_pending == 0:
-                    break
-                await asyncio.sleep(0.2)
-            result["project_seconds"] = time.perf_counter() - t0
-            result["project_events_per_s"] = len(msgs) / result["project_seconds"]
-            token = issue_token(env.secret, "bench", ["admin"])
-            port = _grpc_port(run.proc.pid)
-            async with channel(f"127.0.0.1:{port}", token) as ch:
-                stub = prediction_pb2_grpc.PredictionServiceStub(ch)
-                req = prediction_pb2.TrainModelRequest(horizon_days=horizon, activate=True)
-                req.cutoff.CopyFrom(envelope.ts(_day(start, days - horizon)))
+    with environment({"CDP_PREDICTION_DEBOUNCE_S": str(debounce_s), "CDP_PREDICTION_POLL_S": "0.05"}):
+        try:
+            bus = await Bus.connect(infra.nats_url, name="cdp-bench-prediction")
+            await bus.ensure_stream("identity")
+            await bus.ensure_stream("prediction")
+            env = Env(infra, root, random_secret(), bus)
+            async with service_process(env, "prediction", "CDP_IDENTITY") as run:
                 t0 = time.perf_counter()
-                first: dict[str, float] = {}
-                last: dict[str, float] = {}
-                async for p in stub.TrainModel(req, timeout=1800):
-                    first.setdefault(p.stage, time.perf_counter() - t0)
-                    last[p.stage] = time.perf_counter() - t0
-                    if p.HasField("model"):
-                        result["model_version"] = p.model.version
-                result["load_seconds"] = last.get("load", 0.0)  # the history read from PostgreSQL
-                result["train_seconds"] = first["done"]  # load + train (models.train's own last step)
-                result["train_and_score_seconds"] = last["done"]  # ... + every profile scored and published
-                # online: one event at a time, publish -> scored on the stream
-                sub = await bus.js.subscribe("cdp.prediction.scored", ordered_consumer=True,
-                                             deliver_policy=_new_policy())
-                rng = np.random.default_rng(seed)
-                targets = [persons[i] for i in rng.choice(len(persons), online, replace=False)]
-                lat = []
-                for i, pid in enumerate(targets):
-                    ev = ingest_events.EventCollected(kind="track", event="Product Viewed",
-                                                      properties_json='{"category":"Bags","price":40}')
-                    ev.timestamp.CopyFrom(envelope.ts(envelope.now()))
-                    r = identity_events.IdentityResolved(event=ev, profile_id=pid, event_id=f"online-{i}")
-                    out = Outgoing.from_envelope(envelope.make("cdp.identity.resolved", r, producer="identity",
-                                                               event_id=f"r-online-{i}"))
+                await publish_all(bus, msgs)
+                info = None
+                while True:
+                    info = await bus.js.consumer_info("CDP_IDENTITY", "prediction")
+                    if info.num_pending == 0 and info.num_ack_pending == 0:
+                        break
+                    await asyncio.sleep(0.2)
+                result["project_seconds"] = time.perf_counter() - t0
+                result["project_events_per_s"] = len(msgs) / result["project_seconds"]
+                token = issue_token(env.secret, "bench", ["admin"])
+                port = _grpc_port(run.proc.pid)
+                async with channel(f"127.0.0.1:{port}", token) as ch:
+                    stub = prediction_pb2_grpc.PredictionServiceStub(ch)
+                    req = prediction_pb2.TrainModelRequest(horizon_days=horizon, activate=True)
+                    req.cutoff.CopyFrom(envelope.ts(_day(start, days - horizon)))
                     t0 = time.perf_counter()
-                    await bus.publish_batch([out])
-                    while True:
-                        m = await sub.next_msg(timeout=30)
-                        got = envelope.unpack(envelope.decode(m.data), prediction_events.PredictionScored)
-                        if got.profile_id == pid:
-                            break
-                    lat.append(time.perf_counter() - t0)
-                await sub.unsubscribe()
-                a = np.asarray(lat) * 1000
-                result["online"] = {"events": len(lat), "p50_ms": float(np.percentile(a, 50)),
-                                    "p99_ms": float(np.percentile(a, 99)), "max_ms": float(a.max()),
-                                    "p99_minus_debounce_ms": float(np.percentile(a, 99)) - debounce_s * 1000}
-        # baseline: bare publish -> delivery round trip on the same server
-        sub = await bus.js.subscribe("cdp.prediction.bench", ordered_consumer=True, deliver_policy=_new_policy())
-        base = []
-        payload = msgs[0].data
-        for _ in range(online):
-            t0 = time.perf_counter()
-            await bus.js.publish("cdp.prediction.bench", payload)
-            await sub.next_msg(timeout=10)
-            base.append(time.perf_counter() - t0)
-        await sub.unsubscribe()
-        b = np.asarray(base) * 1000
-        result["baseline_publish_deliver"] = {"p50_ms": float(np.percentile(b, 50)), "p99_ms": float(np.percentile(b, 99))}
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        if bus is not None:
-            with contextlib.suppress(Exception):
-                await bus.nc.close()
-        await asyncio.to_thread(stop_infra, infra)
-        shutil.rmtree(root, ignore_errors=True)
+                    first: dict[str, float] = {}
+                    last: dict[str, float] = {}
+                    async for p in stub.TrainModel(req, timeout=1800):
+                        first.setdefault(p.stage, time.perf_counter() - t0)
+                        last[p.stage] = time.perf_counter() - t0
+                        if p.HasField("model"):
+                            result["model_version"] = p.model.version
+                    result["load_seconds"] = last.get("load", 0.0)  # the history read from PostgreSQL
+                    result["train_seconds"] = first["done"]  # load + train (models.train's own last step)
+                    result["train_and_score_seconds"] = last["done"]  # ... + every profile scored and published
+                    # online: one event at a time, publish -> scored on the stream
+                    sub = await bus.js.subscribe("cdp.prediction.scored", ordered_consumer=True,
+                                                 deliver_policy=_new_policy())
+                    rng = np.random.default_rng(seed)
+                    targets = [persons[i] for i in rng.choice(len(persons), online, replace=False)]
+                    lat = []
+                    for i, pid in enumerate(targets):
+                        ev = ingest_events.EventCollected(kind="track", event="Product Viewed",
+                                                          properties_json='{"category":"Bags","price":40}')
+                        ev.timestamp.CopyFrom(envelope.ts(envelope.now()))
+                        r = identity_events.IdentityResolved(event=ev, profile_id=pid, event_id=f"online-{i}")
+                        out = Outgoing.from_envelope(envelope.make("cdp.identity.resolved", r, producer="identity",
+                                                                   event_id=f"r-online-{i}"))
+                        t0 = time.perf_counter()
+                        await bus.publish_batch([out])
+                        while True:
+                            m = await sub.next_msg(timeout=30)
+                            got = envelope.unpack(envelope.decode(m.data), prediction_events.PredictionScored)
+                            if got.profile_id == pid:
+                                break
+                        lat.append(time.perf_counter() - t0)
+                    await sub.unsubscribe()
+                    a = np.asarray(lat) * 1000
+                    result["online"] = {"events": len(lat), "p50_ms": float(np.percentile(a, 50)),
+                                        "p99_ms": float(np.percentile(a, 99)), "max_ms": float(a.max()),
+                                        "p99_minus_debounce_ms": float(np.percentile(a, 99)) - debounce_s * 1000}
+            # baseline: bare publish -> delivery round trip on the same server
+            sub = await bus.js.subscribe("cdp.prediction.bench", ordered_consumer=True, deliver_policy=_new_policy())
+            base = []
+            payload = msgs[0].data
+            for _ in range(online):
+                t0 = time.perf_counter()
+                await bus.js.publish("cdp.prediction.bench", payload)
+                await sub.next_msg(timeout=10)
+                base.append(time.perf_counter() - t0)
+            await sub.unsubscribe()
+            b = np.asarray(base) * 1000
+            result["baseline_publish_deliver"] = {"p50_ms": float(np.percentile(b, 50)), "p99_ms": float(np.percentile(b, 99))}
+        finally:
+            if bus is not None:
+                with contextlib.suppress(Exception):
+                    await bus.nc.close()
+            await asyncio.to_thread(stop_infra, infra)
+            shutil.rmtree(root, ignore_errors=True)
     return result
 
 

@@ -371,3 +371,19 @@ async def replay_service(env: Env, run: ServiceRun, *, timeout_s: float = 1800) 
         raise RuntimeError(f"replay failed: {status.error}")
     return {"replay_events": status.applied, "replay_seconds": secs, "replay_events_per_s": status.applied / secs,
             "replay_paused_s": status.paused_seconds}
+
+
+@contextlib.contextmanager
+def environment(values: dict[str, str]):
+    """These environment variables set for the block (services started in it inherit them),
+    the previous values (or their absence) restored after."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
