@@ -43,10 +43,11 @@ async def stack(fresh_nats_url, database_server_url, auth_secret, clean_env, mon
     from cdp_identity.service import SPEC as IDENTITY
     from cdp_ingest.service import SPEC as INGEST
     from cdp_profile.service import SPEC as PROFILE
+    from cdp_segment.service import SPEC as SEGMENT
 
     s = Stack(fresh_nats_url, database_server_url, auth_secret, "demo_" + os.urandom(4).hex())
-    await s.start(INGEST, IDENTITY, PROFILE)
-    for name in ("ingest", "identity", "profile"):
+    await s.start(INGEST, IDENTITY, PROFILE, SEGMENT)
+    for name in ("ingest", "identity", "profile", "segment"):
         monkeypatch.setenv(f"CDP_{name.upper()}_ADDR", s.address(name))
     try:
         yield s
@@ -97,7 +98,16 @@ async def test_world_demo_loads_every_path_and_finds_the_sampled_people(stack, f
 
     # the --json shape: one JSON object with these keys
     assert set(s) == {"world", "sources", "paths", "caught_up", "merges", "failed_events_pending", "profiles",
-                      "identity_quality", "elapsed_s"}
+                      "identity_quality", "audiences", "elapsed_s"}
+    # the predefined audiences, counted once the segment service caught up; the world ends on
+    # the simulator's fixed dates here, so the 30-day purchasers are counted by the wall clock
+    import yaml
+
+    from cdp_segment import predefined
+
+    names = {x["name"] for x in yaml.safe_load(predefined.AUDIENCES)["segments"]}
+    assert set(s["audiences"]) == names and all(isinstance(n, int) and n >= 0 for n in s["audiences"].values())
+    assert s["audiences"]["anonymous-visitors"] > 0
     assert set(s["sources"]) == {"demo-web", "demo-shopify", "demo-crm", "demo-pos"}
     assert json.loads(json.dumps(s)) == s
     demo.print_world_summary(s, Console(file=open(os.devnull, "w"), width=100))  # noqa: SIM115

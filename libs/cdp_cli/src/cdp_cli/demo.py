@@ -832,6 +832,7 @@ async def run_world(token: str, log: Console, opts: WorldOptions | None = None) 
         t0 = time.monotonic()
         people, quality = await _measure(token, show, measure)
         failed = await _failed_counts(token)
+        audiences = await _audiences(token, nc_url, log, opts.catch_up_timeout)
         timings["measure"] = time.monotonic() - t0
 
     merges = None
@@ -851,8 +852,49 @@ async def run_world(token: str, log: Console, opts: WorldOptions | None = None) 
         "failed_events_pending": failed,
         "profiles": people,
         "identity_quality": quality,
+        "audiences": audiences,
         "elapsed_s": {k: round(v, 2) for k, v in timings.items()},
     }
+
+
+SEGMENT_DURABLES = (("CDP_IDENTITY", "segment-identity"), ("CDP_PROFILE", "segment-profile"))
+
+
+async def _audiences(token: str, nc_url: str | None, log: Console, timeout: float) -> dict[str, int] | None:
+    """Each segment's member count once the segment service has caught up with identity and
+    profile (its durable consumers have nothing pending); None without a segment service."""
+    from cdp.segment.v1 import segment_pb2, segment_pb2_grpc
+
+    deadline = time.monotonic() + timeout
+    if nc_url:
+        import nats
+
+        with log.status("waiting for the segment service to catch up…"):
+            try:
+                nc = await nats.connect(nc_url, connect_timeout=2, max_reconnect_attempts=0, allow_reconnect=False)
+            except Exception:  # noqa: BLE001 - optional: the counts are read anyway
+                nc = None
+            try:
+                while nc is not None and time.monotonic() < deadline:
+                    pending = 0
+                    for stream, durable in SEGMENT_DURABLES:
+                        try:
+                            ci = await nc.jsm().consumer_info(stream, durable, timeout=2)
+                        except Exception:  # noqa: BLE001 - no segment service on this stack
+                            return None
+                        pending += ci.num_pending + ci.num_ack_pending
+                    if not pending:
+                        break
+                    await asyncio.sleep(0.5)
+            finally:
+                if nc is not None:
+                    await nc.close()
+    try:
+        async with stub("segment", segment_pb2_grpc.SegmentServiceStub, token) as s:
+            r = await s.ListSegments(segment_pb2.ListSegmentsRequest(), timeout=RPC_TIMEOUT_S)
+    except grpc.aio.AioRpcError:
+        return None
+    return {x.definition.name: x.member_count for x in r.segments}
 
 
 def _short(v) -> str:
@@ -910,5 +952,8 @@ def print_world_summary(s: dict, out: Console) -> None:
                   f"profiles, {q['unresolved']} have identifiers no profile holds; "
                   f"{q['identifiers_on_main_profile']:,} of {q['identifiers']:,} identifiers on the person's main "
                   "profile. (Shared and placeholder identifiers, and phones, are not counted.)")
+    if s.get("audiences"):
+        out.print("audiences (segment service, members now): " + ", ".join(
+            f"{escape(name)} [bold]{n:,}[/bold]" for name, n in sorted(s["audiences"].items())))
     out.print(f"elapsed: {e['total']:.1f} s (simulate {e['generate']:.1f} s, load {e['load']:.1f} s, "
               f"catch up {e['catch_up']:.1f} s, measure {e['measure']:.1f} s)")
