@@ -8,6 +8,7 @@ window, and the consumers' idempotency, drop the copies.
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -29,6 +30,18 @@ _NS_BYTES = _NS.bytes
 _sha1 = hashlib.sha1
 # the hex digit of the variant nibble (binary 10xx) for each hex digit of the hash
 _VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+
+
+def json_object(text: str | bytes | None) -> dict:
+    """A free-form JSON object carried in an event (properties, traits, context) as a dict:
+    {} when empty, not valid JSON or not an object (what a sender put there is not trusted)."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except (ValueError, TypeError, RecursionError):
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def derived_id(*parts: str) -> str:

@@ -27,14 +27,6 @@ from . import engine
 MAX_PROPERTIES_BYTES = 16 * 1024  # an event's properties larger than this are kept as {}
 
 
-def _json_object(text: str | bytes) -> dict:
-    if not text:
-        return {}
-    try:
-        v = json.loads(text)
-    except (ValueError, TypeError, RecursionError):
-        return {}
-    return v if isinstance(v, dict) else {}
 
 
 def _pg_json(v) -> str:
@@ -83,9 +75,9 @@ class IdentityProjection(_Evaluating):
             last[pid] = r.event_id
             if (e.kind or "track") == "track" and e.event and at > horizon:
                 props = e.properties_json if len(e.properties_json) <= MAX_PROPERTIES_BYTES else ""
-                events.append((r.event_id, pid, e.event[:200], at, _pg_json(_json_object(props))))
+                events.append((r.event_id, pid, e.event[:200], at, _pg_json(envelope.json_object(props))))
             elif e.kind == "group" and e.group_id:
-                groups.append((e.group_id, pid, at, r.event_id, _json_object(e.traits_json)))
+                groups.append((e.group_id, pid, at, r.event_id, envelope.json_object(e.traits_json)))
         new_profiles = ("INSERT INTO seg_profiles (profile_id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING "
                         "RETURNING profile_id")
         if events:  # both inserts in one statement (one round trip)
@@ -207,7 +199,7 @@ class ProfileStateProjection(_Evaluating):
             ids: dict[str, list[str]] = {}
             for i in c.identifiers:
                 ids.setdefault(i.type, []).append(i.value)
-            rows.append((pid, _pg_json(_json_object(c.traits_json)), _pg_json(_json_object(c.computed_json)),
+            rows.append((pid, _pg_json(envelope.json_object(c.traits_json)), _pg_json(envelope.json_object(c.computed_json)),
                          _pg_json({k: sorted(set(v)) for k, v in sorted(ids.items())}), c.revision))
         if rows:
             await conn.execute(
