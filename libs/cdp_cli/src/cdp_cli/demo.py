@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -499,18 +500,30 @@ def _counting(items, stats: PathStats):
 # --- waiting for identity and profile -------------------------------------------------
 
 
+@contextlib.asynccontextmanager
+async def _jetstream(nc_url: str | None):
+    """A JetStream manager on the stack's NATS for reading consumer state, or None without one
+    (what reads it is optional: the demo goes on without it)."""
+    nc = None
+    if nc_url:
+        import nats
+
+        try:
+            nc = await nats.connect(nc_url, connect_timeout=2, max_reconnect_attempts=0, allow_reconnect=False)
+        except Exception:  # noqa: BLE001 - optional
+            nc = None
+    try:
+        yield nc.jsm() if nc is not None else None
+    finally:
+        if nc is not None:
+            await nc.close()
+
+
 async def _lag(nc_url: str | None) -> dict | None:
     """How far identity and profile are behind, from their durable consumers; None without NATS."""
-    if not nc_url:
-        return None
-    import nats
-
-    try:
-        nc = await nats.connect(nc_url, connect_timeout=2, max_reconnect_attempts=0, allow_reconnect=False)
-    except Exception:  # noqa: BLE001 - optional: the profile poll still works
-        return None
-    try:
-        js = nc.jsm()
+    async with _jetstream(nc_url) as js:
+        if js is None:
+            return None
         out = {}
         for stream, durable in (("CDP_INGEST", "identity"), ("CDP_IDENTITY", "profile")):
             try:
@@ -525,8 +538,6 @@ async def _lag(nc_url: str | None) -> dict | None:
         except Exception:  # noqa: BLE001
             out["merged_total"] = None
         return out
-    finally:
-        await nc.close()
 
 
 async def _lookup(stub_, ident: tuple[str, str]) -> profile_pb2.Profile | None:
@@ -866,29 +877,19 @@ async def _audiences(token: str, nc_url: str | None, log: Console, timeout: floa
     from cdp.segment.v1 import segment_pb2, segment_pb2_grpc
 
     deadline = time.monotonic() + timeout
-    if nc_url:
-        import nats
-
+    async with _jetstream(nc_url) as js:
         with log.status("waiting for the segment service to catch up…"):
-            try:
-                nc = await nats.connect(nc_url, connect_timeout=2, max_reconnect_attempts=0, allow_reconnect=False)
-            except Exception:  # noqa: BLE001 - optional: the counts are read anyway
-                nc = None
-            try:
-                while nc is not None and time.monotonic() < deadline:
-                    pending = 0
-                    for stream, durable in SEGMENT_DURABLES:
-                        try:
-                            ci = await nc.jsm().consumer_info(stream, durable, timeout=2)
-                        except Exception:  # noqa: BLE001 - no segment service on this stack
-                            return None
-                        pending += ci.num_pending + ci.num_ack_pending
-                    if not pending:
-                        break
-                    await asyncio.sleep(0.5)
-            finally:
-                if nc is not None:
-                    await nc.close()
+            while js is not None and time.monotonic() < deadline:  # without NATS the counts are read anyway
+                pending = 0
+                for stream, durable in SEGMENT_DURABLES:
+                    try:
+                        ci = await js.consumer_info(stream, durable, timeout=2)
+                    except Exception:  # noqa: BLE001 - no segment service on this stack
+                        return None
+                    pending += ci.num_pending + ci.num_ack_pending
+                if not pending:
+                    break
+                await asyncio.sleep(0.5)
     try:
         async with stub("segment", segment_pb2_grpc.SegmentServiceStub, token) as s:
             r = await s.ListSegments(segment_pb2.ListSegmentsRequest(), timeout=RPC_TIMEOUT_S)
