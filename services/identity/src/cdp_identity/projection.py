@@ -60,9 +60,9 @@ class IdentityProjection(Projection):
 
     @handles(*(f"cdp.ingest.event.{k}" for k in INGEST_KINDS), batch=True)
     async def on_events(self, conn: asyncpg.Connection, ds: list[Delivery], outbox: OutboxWriter) -> None:
-        version, any_separations, any_tombstones, any_reviews = await conn.fetchrow(
+        version, any_separations, any_tombstones, last_review = await conn.fetchrow(
             "SELECT (SELECT coalesce(max(version), 0) FROM rules), EXISTS (SELECT 1 FROM separations), "
-            "EXISTS (SELECT 1 FROM tombstones), EXISTS (SELECT 1 FROM reviews)")
+            "EXISTS (SELECT 1 FROM tombstones), (SELECT max(seq) FROM reviews)")
         cfg = await self.config.current(conn, version)
         fresh = {r[0] for r in await conn.fetch(
             "INSERT INTO seen_events (event_id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING RETURNING event_id",
@@ -128,7 +128,8 @@ class IdentityProjection(Projection):
                                              profile_id=min(live), outbox=outbox, always=False)
             if done.changed:
                 log.info("profiles rebuilt in log order", profiles=len(done.removed), events=done.events)
-        if any_reviews:  # a replay passing the events that accepted reviews linked
+        # a replay passing the events that accepted reviews linked (live batches come after them)
+        if last_review is not None and work[0][0].stream_seq <= last_review:
             for lk in await gs.reviews_at(conn, [d.stream_seq for d, _ in work]):
                 await self._apply_review(conn, cfg, lk, outbox)
 
