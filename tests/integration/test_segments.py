@@ -104,8 +104,8 @@ async def test_predefined_audiences_hold_exactly_the_simulated_people(full_stack
     the simulator's message -> person table; web and app orders, the Segment calls imported here), and
     an audit agrees with the stream; `nps-detractors` holds the people whose latest answer is 6 or
     less; each `engaged-<channel>-30d` the profiles with an open, click or tap of the channel;
-    product-page-abandoners, new-visitors, discount-seekers and at-risk the profiles the world's
-    messages make so; anonymous-visitors the profiles identity knows only by anonymous ids."""
+    product-page-abandoners, new-visitors, discount-seekers, at-risk and cart-abandoners the
+    profiles the world's messages make so; anonymous-visitors the profiles identity knows only by anonymous ids."""
     import csv
     from datetime import UTC, date, datetime
 
@@ -274,13 +274,31 @@ async def test_predefined_audiences_hold_exactly_the_simulated_people(full_stack
             profile=identity_pb2.ProfileRef(profile_id=pid)))
         return any(i.identifier.type not in ("anonymous_id", "device_id") for i in g.identifiers)
 
+    def carts(ms: list[dict]) -> list[datetime]:
+        """cart-abandoners: the times of the latest add of each product still in the cart (no
+        order containing it, no removal of it, at or after that add)."""
+        def keys(x: dict) -> set:
+            return {(k, str(x[k])) for k in ("sku", "product_id") if x.get(k)}
+        latest: dict[tuple, tuple[datetime, set]] = {}
+        for m in named(ms, "Product Added"):
+            k = keys(m["properties"])
+            for key in k:
+                if key not in latest or at_(m) > latest[key][0]:
+                    latest[key] = (at_(m), k)
+        gone = [(at_(m), keys(x)) for m in named(ms, "Order Completed") for x in m["properties"].get("products") or []]
+        gone += [(at_(m), keys(m["properties"])) for m in named(ms, "Product Removed")]
+        return [t for t, k in latest.values() if not any(g >= t and k & gk for g, gk in gone)]
+
     margins = {p: overdue_margin(ms) for p, ms in by_profile.items()}
+    day_ago = now - timedelta(days=1)
+    added = {p: carts(ms) for p, ms in by_profile.items()}
     expected = {
         "product-page-abandoners": {p for p, ms in by_profile.items() if named(ms, "Product Viewed", week)
                                     and not named(ms, "Product Added", week) and not named(ms, "Order Completed", week)},
         "new-visitors": {p for p, ms in by_profile.items() if min(at_(m) for m in ms) > week},
         "discount-seekers": {p for p, ms in by_profile.items() if seeker(ms)},
         "at-risk": {p for p, m in margins.items() if m is not None and m > 0},
+        "cart-abandoners": {p for p, ts in added.items() if any(t <= day_ago for t in ts)},
         # anonymous: the profile's identity graph (what identity made of its messages' ids and
         # traits) holds no identifier but anonymous ids and devices
         "anonymous-visitors": {p for p in by_profile if not await known(p)},
@@ -291,6 +309,10 @@ async def test_predefined_audiences_hold_exactly_the_simulated_people(full_stack
             continue  # the window's edge passes during the test: membership may flip meanwhile
         if name == "at-risk" and any(m is not None and abs(m) < 3600 for m in margins.values()):
             continue
+        if name == "cart-abandoners" and any(abs((t - day_ago).total_seconds()) < 3600 for ts in added.values()
+                                             for t in ts):
+            continue
 
         assert await eventually(lambda name=name, want=want: holds(name, want), timeout=60), name
     assert expected["product-page-abandoners"] and expected["new-visitors"] and expected["anonymous-visitors"]
+    assert expected["cart-abandoners"]

@@ -36,6 +36,14 @@ The traits (keys of the returned dict):
     after it was abandoned leaves the list — or a "Product Removed" of it came at or after
     t. Adding it again restarts the judgement from the new add.
 
+`products_in_cart`
+    The products still in the cart, whatever the time: those whose latest "Product Added"
+    (at time t, the item's `at`) has no "Order Completed" containing it and no "Product
+    Removed" of it at or after t; newest first, at most `Settings.cart_limit` (50), fields
+    as above. Unlike `products_abandoned` it does not depend on when it is read, so a
+    reader with a clock (the segment service's `cart-abandoners`) judges abandonment itself:
+    an item is abandoned once `at + abandon_window` has passed.
+
 `orders`
     `{count, revenue_total, revenue_avg, first_order_at, last_order_at,
     days_since_last_order, refunded_total}` from "Order Completed" events. One order is
@@ -176,6 +184,7 @@ class Event:
 class Settings:
     last_n: int = 10
     abandon_window: timedelta = timedelta(hours=24)
+    cart_limit: int = 50  # products_in_cart keeps the newest this many
     affinity_half_life_days: float = 30.0
     session_gap: timedelta = timedelta(minutes=30)
     view_weight: float = 1.0
@@ -874,17 +883,17 @@ def compute(events: Iterable[Event], *, now: datetime, settings: Settings = Sett
             purchased.add(p, at, eid, i)
             affinity_hits.append((at, s.purchase_weight, p))
 
+    in_cart = _ProductList()
     for key in sorted(last_add, key=lambda k: (last_add[k][:3], k)):
         at, eid, neg_pos, p = last_add[key]
-        end = at + s.abandon_window
-        if now < end:
-            continue  # still in the cart: not abandoned yet
         keys = p.match_keys
         if any(at <= t for k in keys for t in order_times.get(k, ())):
             continue  # bought within the window, or since
         if any(at <= t for k in keys for t in removals.get(k, ())):
             continue  # taken out of the cart
-        abandoned_list.add(p, at, eid, -neg_pos)
+        in_cart.add(p, at, eid, -neg_pos)
+        if now >= at + s.abandon_window:  # before that it is still in the cart, not abandoned yet
+            abandoned_list.add(p, at, eid, -neg_pos)
 
     n_orders = len(orders)
     last_order = orders[-1][0] if orders else None
@@ -986,6 +995,7 @@ def compute(events: Iterable[Event], *, now: datetime, settings: Settings = Sett
         "products_added": added.newest(s.last_n),
         "products_purchased": purchased.newest(s.last_n),
         "products_abandoned": abandoned_list.newest(s.last_n),
+        "products_in_cart": in_cart.newest(s.cart_limit),
         "orders": orders_out,
         "discount_share": round(discounted / n_orders, 4) if n_orders else None,
         "channels": channels,

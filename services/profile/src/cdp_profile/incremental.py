@@ -479,18 +479,18 @@ class State:
 
         # abandoned: judged on each product's latest add, as of now
         window = s.abandon_window // _US
-        abandoned = []
+        in_cart = []
         for key, (at, eid, pos, f) in self.adds.items():
-            if now_us is None or now_us < at + window:
-                continue
             keys = _match_keys(f[1], f[0], f[2])
             if any(self.ordered.get(k, -1 << 62) >= at for k in keys):
                 continue
             if any(self.removed.get(k, -1 << 62) >= at for k in keys):
                 continue
-            abandoned.append(((at, eid, -pos), _tuple(key), f))
-        abandoned.sort(key=lambda x: (x[0], x[1]), reverse=True)
+            in_cart.append(((at, eid, -pos), _tuple(key), f))
+        in_cart.sort(key=lambda x: (x[0], x[1]), reverse=True)
+        abandoned = [x for x in in_cart if now_us is not None and now_us >= x[0][0] + window]
         products_abandoned = [_product_out(f, r[0]) for r, _, f in abandoned[:max(0, s.last_n)]]
+        products_in_cart = [_product_out(f, r[0]) for r, _, f in in_cart[:max(0, s.cart_limit)]]
 
         n = self.orders
         revenue = self.revenue
@@ -547,6 +547,7 @@ class State:
             "products_added": self.added.newest(),
             "products_purchased": self.purchased.newest(),
             "products_abandoned": products_abandoned,
+            "products_in_cart": products_in_cart,
             "orders": orders_out,
             "discount_share": round(self.discounted / n, 4) if n else None,
             "channels": channels,

@@ -59,6 +59,7 @@ def test_no_events_gives_empty_neutral_traits():
     assert got == {
         "first_seen": None, "last_seen": None, "sessions": 0,
         "products_viewed": [], "products_added": [], "products_purchased": [], "products_abandoned": [],
+        "products_in_cart": [],
         "orders": {"count": 0, "revenue_total": 0.0, "revenue_avg": None, "first_order_at": None,
                    "last_order_at": None, "days_since_last_order": None, "refunded_total": 0.0},
         "discount_share": None, "channels": {}, "devices": [], "operating_systems": [], "browsers": [],
@@ -155,6 +156,22 @@ def test_a_removed_product_is_not_abandoned_until_added_again():
     again = ev("Product Added", T0 + 2 * DAY, product(1))
     got = compute([add, rm, again], now=now)["products_abandoned"]
     assert skus(got) == ["SKU-1"] and got[0]["at"] == "2026-01-12T12:00:00.000Z"  # judged from the latest add
+
+
+def test_products_in_cart_do_not_depend_on_the_clock():
+    """What is in the cart: added, not bought and not removed since, whenever it is read; the
+    abandoned products are those of it whose window has passed."""
+    events = [ev("Product Added", T0, product(1)), ev("Product Added", T0 + timedelta(hours=1), product(2)),
+              ev("Product Added", T0 + timedelta(hours=2), product(3)),
+              ev("Product Removed", T0 + timedelta(hours=3), product(2)),
+              ev("Order Completed", T0 + timedelta(hours=4), order("o1", product(3)))]
+    for now in (T0 + timedelta(hours=5), T0 + 10 * DAY):
+        got = compute(events, now=now)
+        assert skus(got["products_in_cart"]) == ["SKU-1"] and got["products_in_cart"][0]["at"] == "2026-01-10T12:00:00.000Z"
+    assert abandoned(events, T0 + timedelta(hours=5)) == [] and abandoned(events, T0 + DAY) == ["SKU-1"]
+    again = events + [ev("Product Added", T0 + 2 * DAY, product(3))]  # bought, then added again: in the cart
+    assert skus(compute(again, now=T0 + 2 * DAY)["products_in_cart"]) == ["SKU-3", "SKU-1"]
+    assert skus(compute(again, now=T0 + 2 * DAY, settings=Settings(cart_limit=1))["products_in_cart"]) == ["SKU-3"]
 
 
 def test_abandoned_products_are_newest_first():

@@ -39,6 +39,9 @@ CHANNELS = ("email", "sms", "whatsapp", "push", "web", "app", "store")
 MESSAGING = ("email", "sms", "whatsapp", "push")
 AFFINITY_DIMENSIONS = ("category", "brand", "colour", "size", "price_band")
 PRODUCT_LISTS = ("viewed", "added", "purchased", "abandoned")
+# `product: {list: abandoned}` reads the profile's products_in_cart and counts an item once it
+# has been in the cart this long (the profile service's abandon window), judged by this clock
+ABANDON_WINDOW = timedelta(hours=24)
 PRODUCT_FIELDS = {"product_id": "string", "sku": "string", "name": "string", "category": "string",
                   "brand": "string", "price": "number"}
 DEVICE_FIELDS = {"type": ("devices", "type"), "manufacturer": ("devices", "manufacturer"),
@@ -829,6 +832,8 @@ def time_dependent(tree) -> bool:
         if isinstance(n, EventT | SequenceT) and n.window.relative:
             return True
         if isinstance(n, EngagedT | OverdueT):
+            return True
+        if isinstance(n, ProductT) and n.list == "abandoned":  # an item is abandoned once its window passes
             return True
         tests = [getattr(n, "test", None)] + [f.test for f in getattr(n, "filters", ())]
         if isinstance(n, AccountT) and n.trait:

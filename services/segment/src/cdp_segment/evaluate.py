@@ -201,6 +201,19 @@ def _list(v) -> list:
     return v if isinstance(v, list) else []
 
 
+def _products(computed: Mapping, lst: str, now: datetime) -> list:
+    """A product list of the profile. `abandoned`: the items of `products_in_cart` whose add
+    (`at`) is at least ABANDON_WINDOW before now — judged by this clock, not as of the profile's
+    latest event; a profile computed before products_in_cart existed gives its
+    `products_abandoned`."""
+    if lst == "abandoned":
+        cart = get(computed, ("products_in_cart",))
+        if isinstance(cart, list):
+            return [x for x in cart if isinstance(x, Mapping) and (t := d.parse_time(x.get("at"))) is not None
+                    and t + d.ABANDON_WINDOW <= now]
+    return _list(get(computed, (f"products_{lst}",)))
+
+
 def _days_since(computed: Mapping, now: datetime) -> int | None:
     ts = d.parse_time(get(computed, ("orders", "last_order_at")))
     return None if ts is None else (now - ts) // DAY
@@ -296,7 +309,7 @@ def evaluate(node, s: State, now: datetime) -> bool:
         known = any(t not in d.ANONYMOUS_TYPES and len(_list(v)) > 0 for t, v in s.identifiers.items())
         return known == node.known
     if isinstance(node, d.ProductT):
-        items = _list(get(s.computed, (f"products_{node.list}",)))
+        items = _products(s.computed, node.list, now)
         if node.field is None:
             return len(items) > 0
         return any(isinstance(x, Mapping) and check(node.test, x.get(node.field), now) for x in items)
@@ -367,6 +380,11 @@ def next_boundary(node, s: State, now: datetime, nodes: list | None = None) -> d
                 offer(test_bounds(n.trait.test, get(a, n.trait.path)))
         elif isinstance(n, d.OverdueT):
             offer(_overdue_bound(s.computed, n.factor, now))
+        elif isinstance(n, d.ProductT) and n.list == "abandoned":
+            for x in _list(get(s.computed, ("products_in_cart",))):
+                t = d.parse_time(x.get("at")) if isinstance(x, Mapping) else None
+                if t is not None:
+                    offer([t + d.ABANDON_WINDOW])
     return best
 
 

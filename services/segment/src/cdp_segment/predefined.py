@@ -19,7 +19,7 @@ segments:
     description: Completed an order in the last 30 days.
     where: {event: {name: Order Completed, window: {last_days: 30}}}
   - name: cart-abandoners
-    description: Has products added to the cart and not bought (the profile's abandoned products).
+    description: Has a product in the cart for 24 hours or more, not bought and not removed since it was added.
     where: {product: {list: abandoned}}
   - name: product-page-abandoners
     description: Viewed a product in the last 7 days, added none to the cart and ordered nothing since.

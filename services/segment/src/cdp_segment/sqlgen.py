@@ -272,6 +272,12 @@ def compile_tree(node, p: Params, now: datetime, alias: str = "p", defer: bool =
         return known if node.known else f"(NOT {known})"
     if isinstance(node, d.ProductT):
         items = _arr(f"({cp} -> {p('products_' + node.list, 'text')})")
+        if node.list == "abandoned":  # evaluate._products
+            cart = f"({cp} -> 'products_in_cart')"
+            items = (f"(CASE WHEN jsonb_typeof({cart}) = 'array' THEN (SELECT coalesce(jsonb_agg(c), '[]'::jsonb) "
+                     f"FROM jsonb_array_elements({cart}) c WHERE jsonb_typeof(c) = 'object' "
+                     f"AND seg_ts(c -> 'at') + {p(d.ABANDON_WINDOW, 'interval')} <= {p(now, 'timestamptz')}) "
+                     f"ELSE {items} END)")
         if node.field is None:
             return f"(jsonb_array_length({items}) > 0)"
         fld = f"(x -> {p(node.field, 'text')})"

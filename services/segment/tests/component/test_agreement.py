@@ -75,6 +75,10 @@ def computed_st(draw):
     product = st.fixed_dictionaries({"sku": strings, "category": strings, "price": st.one_of(numbers, st.none())})
     c["products_viewed"] = draw(st.lists(product, max_size=3))
     c["products_abandoned"] = draw(st.lists(product, max_size=2))
+    if draw(st.booleans()):  # absent: a profile computed before it existed (abandoned read as above)
+        carted = st.fixed_dictionaries({"sku": strings, "price": st.one_of(numbers, st.none()),
+                                        "at": st.one_of(date_strings, st.none())})
+        c["products_in_cart"] = draw(st.lists(st.one_of(carted, strings), max_size=3))
     return c
 
 

@@ -95,6 +95,22 @@ def test_time_dependence_and_boundaries():
     assert not d.time_dependent(compile_({"trait": {"name": "x", "op": "equals", "value": "y"}}).tree)
 
 
+def test_a_cart_item_becomes_abandoned_when_its_window_passes():
+    """`product: {list: abandoned}` reads products_in_cart by the segment's clock: an item added
+    now is abandoned ABANDON_WINDOW later, a due time scheduled without a new event."""
+    c = compile_({"product": {"list": "abandoned"}})
+    assert d.time_dependent(c.tree)
+    added = NOW - timedelta(hours=1)
+    s = ev.State("p", computed={"products_in_cart": [{"sku": "S1", "at": added.isoformat()}, {"sku": "S2"}],
+                                "products_abandoned": []})
+    assert not ev.evaluate(c.tree, s, NOW)
+    b = ev.next_boundary(c.tree, s, NOW)
+    assert b == added + d.ABANDON_WINDOW
+    assert ev.evaluate(c.tree, s, b) and not ev.evaluate(c.tree, s, b - timedelta(microseconds=1))
+    # a profile computed before products_in_cart existed: its own products_abandoned
+    assert ev.evaluate(c.tree, ev.State("p", computed={"products_abandoned": [{"sku": "S1"}]}), NOW)
+
+
 def test_sequence_needs_strict_order_within_the_time():
     c = compile_({"sequence": {"steps": [{"name": "A"}, {"name": "B"}, {"name": "C"}], "within_hours": 1}})
     t = NOW - timedelta(hours=3)
