@@ -24,7 +24,9 @@ belong to the same person. A predicted pair is a pair whose records end in the s
 precision = true predicted pairs / predicted pairs; recall = true predicted pairs / true pairs.
 Pair counts grow with the square of a profile's size, so a person with many receipts weighs more.
 
-Run with `MatchModel.estimate` over all the records (unsupervised: it never sees the truth) and
+Run with `MatchModel.estimate` over all the records (unsupervised: it never sees the truth: it learns
+a prior λ per kind of pair, by how many of the two records carry a street, as till receipts repeat
+far more often than CRM contacts) and
 with `MatchModel.default()`, at the default thresholds (and more with --sweep); then with the EM
 model at the threshold `choose_threshold` picks from the posteriors of a dry run for the target
 precision (no labels). Records/s is given beside the raw baseline: the same loop doing the
@@ -219,6 +221,7 @@ def evaluate_offline(world_dir: str | os.PathLike, *, thresholds: Thresholds | N
         "extract_seconds": round(t_extract, 3),
         "em_seconds": round(t_em, 3),
         "em_prior": em.prior,
+        "em_priors": dict(em.priors),
         "em_weights": em.weights(),
         "runs": [],
     }
@@ -274,7 +277,9 @@ def render(result: dict) -> str:
             f"(CRM {result['records_crm']}, POS with a name {result['records_pos']})")
     if w:
         head += f", world of {w['people']} people × {w['days']} days, seed {w['seed']}"
-    lines = [head, f"EM: {result['em_seconds']:.2f} s, prior λ = {result['em_prior']:.4g}; term frequencies: "
+    kinds = ", ".join(f"{k} {v:.3g}" for k, v in result.get("em_priors", {}).items())
+    lines = [head, f"EM: {result['em_seconds']:.2f} s, prior λ = {result['em_prior']:.4g}"
+             f"{f' (by pair kind, records with a street: {kinds})' if kinds else ''}; term frequencies: "
              f"{'on' if result['term_frequencies'] else 'off'}; threshold chosen on the EM posteriors for "
              f"precision {result['target_precision']}: {result['em_chosen']['match_threshold']:.4g}", "",
              f"{'parameters':<10} {'threshold':>9} {'precision':>9} {'recall':>7} {'F1':>7} "

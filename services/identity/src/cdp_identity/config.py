@@ -9,12 +9,13 @@ shared_max_profiles, merge_protection) and three more settings::
       enabled: true
       match: 0.9                             # merge at or above this posterior (matching.Thresholds)
       review: 0.5                            # list as a candidate at or above this pair probability
-      term_frequencies: false                # weigh agreement by how common the value is (a rare
+      term_frequencies: true                 # weigh agreement by how common the value is (a rare
                                              # surname counts more than "García"; matching.TermFrequencies);
-                                             # off by default: with few stored records the counts swing
-                                             # the scores widely (docs/services/identity.md)
+                                             # the counts weigh once 1,000 records are stored
+                                             # (matching.TF_MIN_RECORDS): fewer swing the scores
       size_prior: true                       # a profile with n records gets n times the prior odds
-      model: {...}                           # m/u probabilities, the household u, prior and vetoes
+      model: {...}                           # m/u probabilities, the household u, prior, priors by
+                                             # kind of pair and vetoes
                                              # (MatchModel.to_dict); default: built in
 
 Versions are kept in the `rules` table; the newest is active. Identifier types and the
@@ -58,7 +59,7 @@ class Matching:
     enabled: bool = True
     match: float = Thresholds.match
     review: float = Thresholds.review
-    term_frequencies: bool = False  # best_matches(tf=...): the counts of the stored records' values
+    term_frequencies: bool = True  # best_matches(tf=...): the counts of the stored records' values
     size_prior: bool = True  # best_matches(size_prior=...)
     model: Mapping | None = None  # MatchModel.to_dict(); None: the built-in default
 

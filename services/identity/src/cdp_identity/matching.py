@@ -21,14 +21,17 @@ compared with the stored records of existing profiles that share one of its bloc
    live in); `different`. Missing on either side is neutral (weight 0). With term frequencies,
    two common names one keystroke apart (María, Marina) are `different`.
 4. `MatchModel.score(a, b, tf)`: each level's weight is log2(m/u), m = P(level | same person),
-   u = P(level | different people); the prior's log-odds log2(λ/(1-λ)) is added and the
-   probability is 2^W / (1 + 2^W). Address fields count once (the strongest); at one dwelling
-   (the street agrees) the surname, e-mail and phone are weighed against relatives, not
-   strangers (the household u); with a `TermFrequencies` table, agreement on a rare value
-   counts more than on a common one (Splink's term-frequency adjustment).
+   u = P(level | different people); the prior's log-odds log2(λ/(1-λ)) is added (with term
+   frequencies, λ of the pair's kind, PRIOR_KINDS: two till receipts are of one person far more
+   often than two CRM contacts) and the probability is 2^W / (1 + 2^W). Address fields count
+   once (the strongest); at one dwelling (the street agrees) the surname, e-mail and phone are
+   weighed against relatives, not strangers (the household u); with a `TermFrequencies` table,
+   agreement on a rare value counts more than on a common one (Splink's term-frequency
+   adjustment).
 5. `MatchModel.default()` has hand-set parameters; `MatchModel.estimate(records)` learns them
    unsupervised: u from random pairs, the household u from pairs at one address, then m and λ
-   by expectation-maximisation over the candidate pairs that blocking generates.
+   (overall and per kind of pair) by expectation-maximisation over the candidate pairs that
+   blocking generates.
 6. `best_matches(model, rec, candidates, thresholds, tf=, sizes=)` decides: a profile's score is
    its best record's; "the record is profile k's person" and "someone new" exclude each other,
    so the posterior of k is odds_k / (1 + Σ odds) (two namesakes who fit equally well share
@@ -94,6 +97,21 @@ DWELLING_FIELD = "street"
 DEFAULT_VETOES: tuple[str, ...] = ("first_name", "birthday")
 
 MIN_OTHER_FIELDS = 2  # besides the last name, a record needs this many known fields
+
+# The kinds of pair the prior λ is kept for: how many of the two records carry an address (a
+# street). Fields missing are neutral in the weights, but whether a record has them is not
+# neutral for the prior: records without an address (a till receipt: a name and a postcode) come
+# from repeat shoppers, so two of them are of one person far more often than two CRM contacts
+# (one per person, a duplicate now and then); on the simulator's worlds λ is about 25 times
+# larger between two receipts than between two contacts. `MatchModel.estimate` learns one λ per
+# kind; a model without them uses its single prior for every pair.
+PRIOR_KINDS: tuple[str, ...] = ("none", "one", "both")
+MIN_KIND_PAIRS = 50  # candidate pairs of a kind needed to estimate its own λ
+
+
+def prior_kind(a: MatchRecord, b: MatchRecord) -> int:
+    """The index in PRIOR_KINDS of a pair: how many of its records have a street."""
+    return (1 if a.street else 0) + (1 if b.street else 0)
 
 # Nicknames people and cashiers write instead of the full first name (both sides are mapped
 # to the full name before comparing: a nickname against its full name is `close`).
@@ -552,6 +570,11 @@ TF_LEVELS: dict[str, frozenset[str]] = {
 TF_MAX_BITS = 4.0  # an adjustment moves a field's weight by at most this many bits either way
 TF_PSEUDO_COUNT = 1.0  # added to every value's count: an unseen value is rare, not impossible
 MAX_TF_VALUE_LENGTH = 200  # longer values are not counted (a record's fields are short)
+# A field's counts weigh its values once this many stored records hold it; below, every value
+# counts as average (no adjustment) and pairs take the model's single prior: with a handful of
+# records the counts swing a score widely (one receipt scored 0.12, 0.56 and 0.02 against
+# stores of 1, 6 and 51 records).
+TF_MIN_RECORDS = 1000
 
 
 def tf_value(field: str, value: str) -> str:
@@ -571,7 +594,9 @@ class TermFrequencies:
     / u), u being the field's average u of exact agreement: with no records every value is
     average, and a value never seen is rare."""
 
-    def __init__(self, fields: Sequence[str] = TF_FIELDS, *, u: Mapping[str, float] | None = None):
+    def __init__(self, fields: Sequence[str] = TF_FIELDS, *, u: Mapping[str, float] | None = None,
+                 min_records: int = TF_MIN_RECORDS):
+        self.min_records = min_records
         for f in fields:
             if f not in TF_FIELDS:
                 raise MatchConfigError(f"unknown field; known: {', '.join(TF_FIELDS)}", field=f"term_frequency.{f}")
@@ -583,10 +608,11 @@ class TermFrequencies:
 
     @classmethod
     def from_counts(cls, counts: Mapping[str, Mapping[str, int]], totals: Mapping[str, int],
-                    fields: Sequence[str] = TF_FIELDS, *, u: Mapping[str, float] | None = None) -> TermFrequencies:
+                    fields: Sequence[str] = TF_FIELDS, *, u: Mapping[str, float] | None = None,
+                    min_records: int = TF_MIN_RECORDS) -> TermFrequencies:
         """From stored counts: counts[field][value] and totals[field] (records with the field);
         `u` as `MatchModel.tf_u()` (default: the built-in model's)."""
-        out = cls(fields, u=u)
+        out = cls(fields, u=u, min_records=min_records)
         for f in out.fields:
             raw = counts.get(f, {})
             if any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in raw.values()):
@@ -628,8 +654,16 @@ class TermFrequencies:
     def count(self, field: str, value: str) -> int:
         return self.counts[field].get(value, 0)
 
+    @property
+    def weighing(self) -> bool:
+        """Whether the counts are enough to weigh values by (TF_MIN_RECORDS records with a
+        surname, which every match record has)."""
+        return self.totals.get("last_name", 0) >= self.min_records
+
     def tf(self, field: str, value: str) -> float:
         u = self._u[field]
+        if self.totals[field] < self.min_records:
+            return u  # too few records to say: an average value
         return (self.counts[field].get(value, 0) + TF_PSEUDO_COUNT) / (self.totals[field] + TF_PSEUDO_COUNT / u)
 
 
@@ -726,9 +760,12 @@ class MatchModel:
     person) and the veto fields (see DEFAULT_VETOES)."""
 
     def __init__(self, params: Mapping[str, FieldParams], prior: float,
-                 vetoes: Sequence[str] = DEFAULT_VETOES, household: Mapping[str, Sequence[float]] | None = None):
+                 vetoes: Sequence[str] = DEFAULT_VETOES, household: Mapping[str, Sequence[float]] | None = None,
+                 priors: Mapping[str, float] | None = None):
         self.params = dict(params)
         self.prior = prior
+        # λ per PRIOR_KINDS kind of pair (those not given: `prior`)
+        self.priors = {k: float(priors[k]) for k in PRIOR_KINDS if priors and k in priors}
         self.vetoes = tuple(vetoes)
         self.household = {f: tuple(household[f]) if household and f in household else _DEFAULT_HOUSEHOLD_U[f]
                           for f in HOUSEHOLD_FIELDS}
@@ -738,6 +775,8 @@ class MatchModel:
                                                    zip(self.params[f].m, self.household[f], strict=True))
                             for f in HOUSEHOLD_FIELDS}
         self._prior_weight = _log2(prior) - _log2(1 - prior)
+        self._kind_weights = tuple(_log2(lam) - _log2(1 - lam) for lam in
+                                   (self.priors.get(k, prior) for k in PRIOR_KINDS))
         self._tf_u = {FIELDS.index(f): self.params[f].u[0] if f != "last_name" else self.params[f].u[1]
                       for f in TF_FIELDS}
 
@@ -754,8 +793,10 @@ class MatchModel:
         return cls({f: FieldParams(m, u) for f, (m, u) in _DEFAULT_MU.items()}, _DEFAULT_PRIOR)
 
     def to_dict(self) -> dict:
-        return {
-            "prior": self.prior,
+        out: dict = {"prior": self.prior}
+        if self.priors:
+            out["priors"] = dict(self.priors)
+        return out | {
             "vetoes": list(self.vetoes),
             "fields": {f: {"m": dict(zip(LEVELS[f], p.m, strict=True)), "u": dict(zip(LEVELS[f], p.u, strict=True))}
                        for f, p in self.params.items()},
@@ -771,11 +812,20 @@ class MatchModel:
         if not isinstance(d, Mapping):
             raise MatchConfigError("must be a mapping with prior and fields", field="model")
         for k in d:
-            if k not in ("prior", "fields", "vetoes", "household"):
-                raise MatchConfigError("unknown setting; known: prior, fields, vetoes, household", field=str(k))
+            if k not in ("prior", "priors", "fields", "vetoes", "household"):
+                raise MatchConfigError("unknown setting; known: prior, priors, fields, vetoes, household", field=str(k))
         prior = d.get("prior", _DEFAULT_PRIOR)
         if isinstance(prior, bool) or not isinstance(prior, int | float) or not 0.0 < prior < 1.0:
             raise MatchConfigError("must be a probability strictly between 0 and 1", field="prior")
+        kinds = d.get("priors", {})
+        if not isinstance(kinds, Mapping):
+            raise MatchConfigError(f"must be a mapping of pair kind ({', '.join(PRIOR_KINDS)}) to a probability",
+                                   field="priors")
+        for k, v in kinds.items():
+            if k not in PRIOR_KINDS:
+                raise MatchConfigError(f"unknown kind; known: {', '.join(PRIOR_KINDS)}", field=f"priors.{k}")
+            if isinstance(v, bool) or not isinstance(v, int | float) or not 0.0 < v < 1.0:
+                raise MatchConfigError("must be a probability strictly between 0 and 1", field=f"priors.{k}")
         fs = d.get("fields", {})
         if not isinstance(fs, Mapping):
             raise MatchConfigError("must be a mapping of field name to {m, u}", field="fields")
@@ -811,23 +861,34 @@ class MatchModel:
             if f not in HOUSEHOLD_FIELDS:
                 raise MatchConfigError(f"unknown field; known: {', '.join(HOUSEHOLD_FIELDS)}", field=f"household.{f}")
             household[f] = _level_probs(spec, f, f"household.{f}")
-        return cls(params, float(prior), tuple(vetoes), household)
+        return cls(params, float(prior), tuple(vetoes), household, {k: float(v) for k, v in kinds.items()})
 
     # --- scoring ---------------------------------------------------------------------------
 
     @property
     def prior_weight(self) -> float:
-        """log2(λ / (1 - λ)), the match weight before any comparison."""
+        """log2(λ / (1 - λ)) of the single prior (`prior`)."""
         return self._prior_weight
+
+    def prior_weight_of(self, a: MatchRecord, b: MatchRecord, term_frequencies: bool = True) -> float:
+        """log2(λ / (1 - λ)), the match weight of the pair before any comparison: with term
+        frequencies, λ of its kind (PRIOR_KINDS) when the model has one; else the single prior.
+
+        Without term frequencies (or with fewer than TF_MIN_RECORDS counted) the single prior only: the kinds raise the odds between two
+        sparse records (a name and a postcode) some tenfold, which is safe only when the names'
+        commonness is weighed (María García is many people; María and Marina are two names, not a
+        typo). On the simulator's worlds, kinds without term frequencies lost precision (0.986 on
+        one world) where kinds with them gained recall at the same precision."""
+        return self._kind_weights[prior_kind(a, b)] if term_frequencies else self._prior_weight
 
     def tf_u(self) -> dict[str, float]:
         """Per TF_FIELDS field, the u an average value's agreement has (what `tf` is compared with):
         of `exact`, for the surname of `first` (surnames are counted by the first one)."""
         return {FIELDS[k]: u for k, u in self._tf_u.items()}
 
-    def term_frequencies(self) -> TermFrequencies:
+    def term_frequencies(self, min_records: int = TF_MIN_RECORDS) -> TermFrequencies:
         """An empty term-frequency table for this model (fed with `add` as records are stored)."""
-        return TermFrequencies(TF_FIELDS, u=self.tf_u())
+        return TermFrequencies(TF_FIELDS, u=self.tf_u(), min_records=min_records)
 
     def weights(self) -> dict[str, dict[str, float]]:
         """log2(m/u) per field and level."""
@@ -850,9 +911,10 @@ class MatchModel:
                 ws[k] = 0.0
         return ws
 
-    def weight_of(self, levels: Sequence[int]) -> float:
-        """The match weight of a comparison pattern (level indices in FIELDS order)."""
-        return self._prior_weight + sum(self._contributions(levels))
+    def weight_of(self, levels: Sequence[int], kind: int | None = None) -> float:
+        """The match weight of a comparison pattern (level indices in FIELDS order), with the prior
+        of the pair kind `kind` (an index in PRIOR_KINDS; None: the single prior)."""
+        return (self._prior_weight if kind is None else self._kind_weights[kind]) + sum(self._contributions(levels))
 
     def tf_adjustments(self, a: MatchRecord, b: MatchRecord, levels: Sequence[int],
                        tf: TermFrequencies) -> dict[int, float]:
@@ -877,7 +939,7 @@ class MatchModel:
     def weight(self, a: MatchRecord, b: MatchRecord, tf: TermFrequencies | None = None) -> float:
         """`score(a, b, tf).weight` alone (cheaper: no comparisons kept)."""
         levels = compare_levels(a, b, tf)
-        return self._prior_weight + sum(
+        return self.prior_weight_of(a, b, tf is not None and tf.weighing) + sum(
             self._contributions(levels, self.tf_adjustments(a, b, levels, tf) if tf is not None else None))
 
     def score(self, a: MatchRecord, b: MatchRecord, tf: TermFrequencies | None = None) -> MatchScore:
@@ -889,7 +951,7 @@ class MatchModel:
         ws = self._contributions(levels, self.tf_adjustments(a, b, levels, tf) if tf is not None else None)
         comps = tuple(Comparison(f, "missing" if lv == MISSING else LEVELS[f][lv], w)
                       for f, lv, w in zip(FIELDS, levels, ws, strict=True))
-        w = self._prior_weight + sum(ws)
+        w = self.prior_weight_of(a, b, tf is not None and tf.weighing) + sum(ws)
         vetoed = tuple(c.field for c in comps if c.field in self.vetoes and c.level == "different")
         return MatchScore(w, _probability(w), comps, vetoed)
 
@@ -915,6 +977,10 @@ class MatchModel:
         - the prior λ: the share of all pairs that match, i.e. the expected matches among the
           candidate pairs (EM over λ alone, m and u fixed) over n(n-1)/2. It shrinks as the
           population grows, as it should: a name and a postcode say less among more people.
+          The same per kind of pair (PRIOR_KINDS, a kind with MIN_KIND_PAIRS candidate pairs or
+          more): its candidate pairs' expected matches over all its pairs. Pairs a veto field
+          forbids count as non-matches (scoring never merges them; relatives sharing a family
+          e-mail would otherwise inflate λ).
 
         Fields never compared keep the default parameters. Deterministic for a given seed.
         """
@@ -948,7 +1014,7 @@ class MatchModel:
             if r.street:  # one dwelling: for the household u only
                 index.setdefault(f"dw:{r.street}|{r.postal_code}", []).append(i)
 
-        def pairs_of(prefixes: tuple[str, ...]) -> np.ndarray:
+        def pair_set(prefixes: tuple[str, ...]) -> list[tuple[int, int]]:
             out: set[tuple[int, int]] = set()
             for key, ids in index.items():
                 if len(ids) < 2 or len(ids) > max_block or not key.startswith(prefixes):
@@ -956,9 +1022,15 @@ class MatchModel:
                 for x in range(len(ids)):
                     for y in range(x + 1, len(ids)):
                         out.add((ids[x], ids[y]))
-            if not out:
+            return sorted(out)
+
+        def levels_of(pairs: list[tuple[int, int]]) -> np.ndarray:
+            if not pairs:
                 return np.zeros((0, nf), dtype=np.int8)
-            return np.array([compare_levels(recs[i], recs[j], tf) for i, j in sorted(out)], dtype=np.int8)
+            return np.array([compare_levels(recs[i], recs[j], tf) for i, j in pairs], dtype=np.int8)
+
+        def pairs_of(prefixes: tuple[str, ...]) -> np.ndarray:
+            return levels_of(pair_set(prefixes))
 
         m = [np.array(default.params[f].m, dtype=float) for f in FIELDS]
         ix = {f: FIELDS.index(f) for f in FIELDS}
@@ -995,14 +1067,36 @@ class MatchModel:
                 learnt.add(k)
         for k in learnt:
             m[k] = np.array(_monotone(m[k], u[k]))
-        # the prior: expected matches among all candidate pairs, over all pairs
-        levels = pairs_of(tuple(p for p in _BLOCK_PREFIXES))
+        # the prior: expected matches among all candidate pairs, over all pairs; and the same per
+        # kind of pair (PRIOR_KINDS), over the pairs of that kind
+        cand = pair_set(_BLOCK_PREFIXES)
+        levels = levels_of(cand)
         prior = default.prior
-        if len(levels):
-            patterns, counts = np.unique(levels, axis=0, return_counts=True)
+
+        veto_ix = [ix[f] for f in DEFAULT_VETOES]
+
+        def expected_share(rows: np.ndarray, total: float) -> float:
+            patterns, counts = np.unique(rows, axis=0, return_counts=True)
+            # a pair a veto field forbids is never a match as scoring decides it (relatives who
+            # share a family e-mail and a surname would otherwise count as matches)
+            vetoed = np.zeros(len(patterns), dtype=bool)
+            for k in veto_ix:
+                vetoed |= patterns[:, k] == len(LEVELS[FIELDS[k]]) - 1
             _, lam = _em(patterns, counts.astype(float), m, u, list(range(nf)), [], max_iter=max_iter, tol=tol,
-                         hh=hh)
-            prior = min(max(lam * len(levels) / (n * (n - 1) / 2), 1e-12), 0.5)
+                         hh=hh, never=vetoed)
+            return min(max(lam * len(rows) / total, 1e-12), 0.5)
+
+        priors: dict[str, float] = {}
+        if len(levels):
+            prior = expected_share(levels, n * (n - 1) / 2)
+            kinds = np.array([prior_kind(recs[i], recs[j]) for i, j in cand], dtype=np.int8)
+            with_street = sum(1 for r in recs if r.street)
+            without = n - with_street
+            totals = (without * (without - 1) / 2, without * with_street, with_street * (with_street - 1) / 2)
+            for k, name in enumerate(PRIOR_KINDS):
+                rows = levels[kinds == k]
+                if len(rows) >= MIN_KIND_PAIRS:
+                    priors[name] = float(f"{expected_share(rows, totals[k]):.6g}")
         params = {}
         for k, f in enumerate(FIELDS):
             if k not in learnt:
@@ -1011,15 +1105,15 @@ class MatchModel:
                 params[f] = FieldParams(tuple(round(float(x), 8) for x in m[k]),
                                         tuple(round(float(x), 8) for x in u[k]))
         household = {FIELDS[k]: tuple(round(float(x), 8) for x in hh[k]) for k in _HOUSEHOLD_IX}
-        return cls(params, float(f"{prior:.6g}"), household=household)
+        return cls(params, float(f"{prior:.6g}"), household=household, priors=priors)
 
 
 def _em(patterns, counts, m, u, use: list[int], learn: list[int], *, max_iter: int, tol: float,
-        lam: float = 0.1, hh: Mapping[int, object] | None = None):
+        lam: float = 0.1, hh: Mapping[int, object] | None = None, never=None):
     """EM over distinct comparison patterns (rows of level indices) with their counts: the
     likelihood over the fields in `use`; the m of the fields in `learn` and λ re-estimated, u
     fixed (`hh`: the household u of HOUSEHOLD_FIELDS, used where the street agrees, as in
-    `MatchModel.score`). Returns (m, λ)."""
+    `MatchModel.score`; `never`: a mask of the patterns taken as non-matches). Returns (m, λ)."""
     import numpy as np
 
     dwelling = patterns[:, _DWELLING_IX] == 0
@@ -1038,6 +1132,8 @@ def _em(patterns, counts, m, u, use: list[int], learn: list[int], *, max_iter: i
                 + np.clip(grp, 0, None).max(axis=1))
         a = math.log(lam) - math.log(1 - lam) + logr
         g = 1.0 / (1.0 + np.exp(np.clip(-a, -700, 700)))
+        if never is not None:
+            g[never] = 0.0
         wm = g * counts
         new_lam = min(max(float(wm.sum() / counts.sum()), 1e-9), 1 - 1e-9)
         for k in learn:
@@ -1203,7 +1299,7 @@ def choose_threshold(decisions: Iterable[tuple[float, int]], target_precision: f
 
 
 __all__ = [
-    "FIELDS", "LEVELS", "TF_FIELDS", "Comparison", "MatchConfigError", "MatchModel", "MatchRecord", "MatchScore",
-    "TermFrequencies", "Thresholds", "best_matches", "blocking_keys", "choose_threshold", "compare_levels",
-    "record_from_traits",
+    "FIELDS", "LEVELS", "PRIOR_KINDS", "TF_FIELDS", "Comparison", "MatchConfigError", "MatchModel",
+    "MatchRecord", "MatchScore", "TermFrequencies", "Thresholds", "best_matches", "blocking_keys",
+    "choose_threshold", "compare_levels", "prior_kind", "record_from_traits",
 ]

@@ -233,7 +233,7 @@ def test_em_recovers_the_ordering_of_m_and_u():
 def test_em_model_separates_synthetic_people():
     recs, who = _synthetic(800, seed=5)
     model = MatchModel.estimate(recs, seed=2)
-    tf = model.term_frequencies()
+    tf = model.term_frequencies(min_records=0)
     tp = fp = 0
     for i in range(len(recs)):  # incrementally, as the service does: each against the earlier ones
         keys = set(blocking_keys(recs[i]))
@@ -312,7 +312,7 @@ def test_postcode_levels_typo_close_and_region():
     assert lv("28013", "28013") == "exact"
     assert lv("28013", "28014") == "close"
     assert lv("28013", "29013") == "different"  # one digit, but another province
-    tf = MatchModel.default().term_frequencies()
+    tf = MatchModel.default().term_frequencies(min_records=0)
     for pc in ("28013",) * 6 + ("28014",) * 5:
         tf.add(rec(firstName="Eva", lastName="Gil", address={"postalCode": pc}))
     assert lv("28113", "28013", tf) == "typo"  # never seen beside a common one: its typo
@@ -322,7 +322,7 @@ def test_postcode_levels_typo_close_and_region():
 
 def test_two_common_names_one_letter_apart_are_two_people():
     model = MatchModel.default()
-    tf = model.term_frequencies()
+    tf = model.term_frequencies(min_records=0)
     for first in ("María", "Marina") * 3:
         tf.add(rec(firstName=first, lastName="Gómez", address={"postalCode": "46049"}))
     a = rec(firstName="María", lastName="Gómez", address={"postalCode": "46049"})
@@ -359,7 +359,7 @@ def test_relatives_at_one_address_are_not_merged_on_the_shared_surname():
 
 def test_term_frequency_table_counts_adds_and_removes():
     model = MatchModel.default()
-    tf = model.term_frequencies()
+    tf = model.term_frequencies(min_records=0)
     u = model.tf_u()
     assert tf.tf("last_name", "garcia") == pytest.approx(u["last_name"])  # no records: every value is average
     a = rec(firstName="Pepe", lastName="García López", address={"postalCode": "08001"})
@@ -378,7 +378,7 @@ def test_term_frequency_table_counts_adds_and_removes():
         tf.remove(rec(firstName="Ana", lastName="Ruiz", address={"postalCode": "41001"}))
     assert e.value.field == "term_frequency.first_name"
     assert tf.counts["last_name"] == {"garcia": 1}  # nothing half-removed
-    again = TermFrequencies.from_counts(tf.counts, tf.totals)
+    again = TermFrequencies.from_counts(tf.counts, tf.totals, min_records=0)
     assert again.tf("last_name", "garcia") == pytest.approx(tf.tf("last_name", "garcia"))
     for counts, totals in (({"last_name": {"garcia": 5}}, {"last_name": 2}),
                            ({"last_name": {"garcia": -1}}, {"last_name": 2}),
@@ -393,7 +393,7 @@ def test_term_frequency_table_counts_adds_and_removes():
 
 def test_a_rare_surname_counts_more_than_a_common_one():
     model = MatchModel.default()
-    tf = model.term_frequencies()
+    tf = model.term_frequencies(min_records=0)
     n = 2000
     for i in range(n):
         last = "García" if i % 2 else ("Zapata" if i % 200 == 0 else f"Apellido{i}")  # García 1000, Zapata 10
