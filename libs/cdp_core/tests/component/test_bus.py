@@ -193,6 +193,39 @@ async def test_fetch_takes_what_is_there_then_waits_for_more(bus):
     await bus.settle(got)
 
 
+async def test_a_waiting_fetch_returns_soon_after_its_first_message_while_more_keep_coming(bus, monkeypatch):
+    """A steady stream never pauses for PULL_LINGER_S: the fetch still returns PULL_GATHER_S
+    after its first message, not when the batch is full (which would hold the first message
+    back for as long as the batch takes to fill)."""
+    import asyncio
+
+    from cdp_core import bus as bus_module
+
+    monkeypatch.setattr(bus_module, "PULL_LINGER_S", 1.0)  # gaps never end this fetch
+    monkeypatch.setattr(bus_module, "PULL_GATHER_S", 0.05)
+    sub = await _pull_sub(bus)
+
+    async def trickle():
+        for i in range(200):  # one message every 10 ms for two seconds
+            await bus.publish_batch([_out(data=b"%d" % i)])
+            await asyncio.sleep(0.01)
+
+    task = asyncio.create_task(trickle())
+    try:
+        got = await bus.fetch(sub, 10_000, 10.0)
+        assert got and not task.done()  # it returned while messages were still coming
+        assert len(got) < 200
+    finally:
+        await task
+    rest = []
+    while len(got) + len(rest) < 200:
+        more = await bus.fetch(sub, 10_000, 2.0)
+        assert more
+        rest += more
+    assert [m.data for m in got + rest] == [b"%d" % i for i in range(200)]
+    await bus.settle(got + rest)
+
+
 async def test_settle_acks_and_terms_so_nothing_is_redelivered(bus):
     sub = await _pull_sub(bus, ack_wait_s=1)
     await bus.publish_batch([_out(data=b"%d" % i) for i in range(6)])
