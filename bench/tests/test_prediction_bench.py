@@ -20,6 +20,7 @@ def test_prediction_bench_reports_every_target_beside_its_baselines():
     assert all(m["n"] == n for m in (fw["purchase"]["model"], fw["purchase"]["bgnbd"], fw["ltv"]["rfm"]))
     assert "discount" in r["validation_window"]
     assert r["speed"]["copies"] >= 2 and r["speed"]["scored"] == r["speed"]["profiles"]
+    assert 0 < r["speed"]["boosting_rows"] <= r["speed"]["train_rows"] and r["speed"]["affinity_tuples_seconds"] >= 0
     assert r["online"]["samples"] == 20
     assert set(r["latent"]["attribute_top1_in_preferred"]) == {"category", "colour", "size", "brand", "price_band"}
     text = render(r)

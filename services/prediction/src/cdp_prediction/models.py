@@ -19,6 +19,7 @@ discount; calibrated). BG/NBD's expected purchases and P(alive) are features.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import zlib
 from collections.abc import Callable
@@ -38,7 +39,7 @@ COUNTS = ("purchases", "ltv")
 TARGETS = BINARY + COUNTS
 BTYD_FEATURES = ("bgnbd_expected", "bgnbd_p_alive")
 MIN_HISTORY_DAYS = 7
-MAX_EARLY_STOP_ROWS = 100_000  # a training snapshot needs at least this much history before it
+MAX_EARLY_STOP_ROWS = 50_000  # early stopping evaluates every round on at most this many rows of half A
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -67,6 +68,11 @@ class TrainConfig:
     # boosting round 2-10x slower (measured), and the service shares its cores.
     nthread: int = 1
     seed: int = 0
+    # Large populations: the boosters learn from at most `max_train_rows` training rows and the
+    # calibration and the held-out metrics use at most `max_eval_rows` rows of their half (seeded
+    # uniform samples). Below these sizes every row is used.
+    max_train_rows: int = 400_000
+    max_eval_rows: int = 200_000
 
     def validate(self) -> list[str]:
         bad = []
@@ -128,16 +134,15 @@ class Model:
 
 # --- datasets ------------------------------------------------------------------------------
 
-def _btyd_columns(f: Features, bg: BetaGeoFitter, horizon: float) -> np.ndarray:
-    b = f.btyd
+def _btyd_columns(b: dict[str, np.ndarray], bg: BetaGeoFitter, horizon: float) -> list[np.ndarray]:
+    """The BTYD_FEATURES columns for the BTYD summary b."""
     with np.errstate(all="ignore"):
         e = bg.expected_purchases(horizon, b["x"], b["t_x"], b["T"])
         pa = bg.p_alive(b["x"], b["t_x"], b["T"])
-    return np.column_stack([np.nan_to_num(e, nan=0.0), np.nan_to_num(pa, nan=1.0)])
+    return [np.nan_to_num(e, nan=0.0), np.nan_to_num(pa, nan=1.0)]
 
 
-def _fit_bgnbd(f: Features, seed: int, start: tuple | None = None) -> BetaGeoFitter:
-    b = f.btyd
+def _fit_bgnbd(b: dict[str, np.ndarray], seed: int, start: tuple | None = None) -> BetaGeoFitter:
     return BetaGeoFitter.fit(b["x"], b["t_x"], b["T"], seed=seed, start=start)
 
 
@@ -145,9 +150,14 @@ def snapshot(h: History, T: float, horizon: float, churn_days: float, bg: BetaGe
              seed: int = 0, with_labels: bool = True, start: tuple | None = None) -> tuple[Snapshot, BetaGeoFitter]:
     """Features (with BG/NBD's, fitted on this snapshot's data unless `bg` is given; `start`
     warm-starts that fit) and labels as of T."""
-    f = features_at(h, T)
-    bg = bg or _fit_bgnbd(f, seed, start)
-    X = np.hstack([f.X, _btyd_columns(f, bg, horizon)])
+    fitted: list[BetaGeoFitter] = []
+
+    def btyd_columns(b: dict[str, np.ndarray]) -> list[np.ndarray]:
+        fitted.append(bg or _fit_bgnbd(b, seed, start))
+        return _btyd_columns(b, fitted[0], horizon)
+
+    f = features_at(h, T, extra=btyd_columns)
+    bg, X = fitted[0], f.X
     labels: dict[str, np.ndarray] = {}
     if with_labels:
         lab = labels_at(h, T, horizon, f.rows, churn_days)
@@ -304,28 +314,41 @@ def train(h: History, cutoff: float, cfg: TrainConfig, progress: Progress | None
     if reasons:
         raise InsufficientData(reasons)
     names = val.feats.names + list(BTYD_FEATURES)
-    Xtr = np.vstack([s.X for s in train_snaps])
+    rng = np.random.default_rng(cfg.seed)
+    n_train = sum(len(s.feats.rows) for s in train_snaps)
+    # A large population: the boosters learn from a seeded sample of the training rows.
+    sample = np.sort(rng.choice(n_train, cfg.max_train_rows, replace=False)) if n_train > cfg.max_train_rows else None
+    offsets = np.cumsum([0] + [len(s.feats.rows) for s in train_snaps])
+    if sample is None:
+        Xtr = np.vstack([s.X for s in train_snaps])
+    else:  # the sampled rows of each snapshot, in order (no copy of every row first)
+        Xtr = np.vstack([s.X[sample[(sample >= lo) & (sample < hi)] - lo]
+                         for s, lo, hi in zip(train_snaps, offsets[:-1], offsets[1:], strict=True)])
     half_a = _hash_half(h.profiles, val.feats.rows)
     # Early stopping evaluates every round: on at most MAX_EARLY_STOP_ROWS of half A (seeded).
     es = np.flatnonzero(half_a)
     if len(es) > MAX_EARLY_STOP_ROWS:
         es = np.sort(np.random.default_rng(cfg.seed).choice(es, MAX_EARLY_STOP_ROWS, replace=False))
-    # Quantized matrices for training and early stopping: one pair shared by the targets that
-    # apply to every profile (purchase, purchases, ltv), one pair each for those that apply
-    # to a subset (churn: customers, discount: buyers), so their bins fit their rows.
+    # Calibration (half A) and the held-out metrics (half B): at most max_eval_rows rows each.
+    cal_rows = _at_most(np.flatnonzero(half_a), cfg.max_eval_rows, rng)
+    b_rows = _at_most(np.flatnonzero(~half_a), cfg.max_eval_rows, rng)
+    # Quantized training matrices: one shared by the targets that apply to every profile
+    # (purchase, purchases, ltv), one each for those that apply to a subset (churn: customers,
+    # discount: buyers), so their bins fit their rows. The early-stopping rows are a plain
+    # DMatrix (evaluating a QuantileDMatrix every round was 3x slower, measured).
     shared: tuple | None = None
-    boosters, calibrators, best = {}, {}, {}
+    boosters, best = {}, {}
     for target in TARGETS:
         ytr = np.concatenate([s.labels[target] for s in train_snaps])
+        if sample is not None:
+            ytr = ytr[sample]
         yv = val.labels[target]
-        a = half_a & ~np.isnan(yv)
         keep, es_keep = ~np.isnan(ytr), es[~np.isnan(yv[es])]
         if keep.all() and shared is not None:
             dtr, dva = shared
         else:
             dtr = xgb.QuantileDMatrix(Xtr[keep], feature_names=names, nthread=cfg.nthread, max_bin=cfg.max_bin)
-            dva = xgb.QuantileDMatrix(val.X[es_keep], feature_names=names, nthread=cfg.nthread, ref=dtr,
-                                      max_bin=cfg.max_bin)
+            dva = xgb.DMatrix(val.X[es_keep], feature_names=names, nthread=cfg.nthread)
             if keep.all():
                 shared = (dtr, dva)
         dtr.set_label(ytr[keep])
@@ -333,44 +356,59 @@ def train(h: History, cutoff: float, cfg: TrainConfig, progress: Progress | None
         b = xgb.train(_params(target, cfg), dtr, num_boost_round=cfg.max_rounds, evals=[(dva, "validation")],
                       early_stopping_rounds=cfg.early_stopping_rounds, verbose_eval=False)
         best[target] = int(b.best_iteration) + 1
-        b = b[: best[target]]  # keep the trees up to the best iteration
-        boosters[target] = b
-        if target in BINARY:
-            raw_a = b.predict(xgb.DMatrix(val.X[a], feature_names=names, nthread=cfg.nthread))
-            calibrators[target] = _calibrate(raw_a.astype(np.float64), yv[a], cfg.seed)
+        boosters[target] = b[: best[target]]  # keep the trees up to the best iteration
         step += 1
         say(f"train {target}", step, total_steps)
+    # Every booster's raw prediction on the validation snapshot, once: calibration (half A),
+    # the held-out metrics (half B) and the LTV percentiles (every profile) read it.
+    raw = _predict_raw(boosters, val.X, names, cfg.nthread)
+    calibrators = {}
+    for target in BINARY:
+        yv = val.labels[target]
+        a = cal_rows[~np.isnan(yv[cal_rows])]
+        calibrators[target] = _calibrate(raw[target][a].astype(np.float64), yv[a], cfg.seed)
     model = Model(cutoff=cutoff, horizon_days=int(cfg.horizon_days), churn_days=int(churn), feature_names=names,
                   boosters=boosters, calibrators=calibrators, bgnbd=bg.params, ltv_quantiles=[])
     # Held-out half B: the model's figures and the baselines' on the same rows.
     rfm = RFMBaseline.fit(train_snaps)
     model.rfm = rfm.to_dict()
-    b_rows = ~half_a
-    report = evaluate(model, val, b_rows, seed=cfg.seed)
-    full = predict_matrix(model, val.X)
-    model.ltv_quantiles = [float(v) for v in np.quantile(full["ltv"], np.linspace(0, 1, 101))]
+    b_mask = np.zeros(len(val.feats.rows), dtype=bool)
+    b_mask[b_rows] = True
+    report = evaluate(model, val, b_mask, seed=cfg.seed, raw={t: v[b_mask] for t, v in raw.items()})
+    model.ltv_quantiles = [float(v) for v in np.quantile(raw["ltv"], np.linspace(0, 1, 101))]
     model.metrics = report
     model.importance = {t: {k: float(v) for k, v in b.get_score(importance_type="gain").items()}
                         for t, b in boosters.items()}
-    model.info = {"train_rows": int(len(Xtr)), "train_snapshots": [s.T for s in train_snaps],
-                  "validation_rows": int(len(val.feats.rows)), "held_out_rows": int(b_rows.sum()),
+    model.info = {"train_rows": int(n_train), "boosting_rows": int(len(Xtr)),
+                  "train_snapshots": [s.T for s in train_snaps],
+                  "validation_rows": int(len(val.feats.rows)), "held_out_rows": int(b_mask.sum()),
                   "best_iterations": best, "data_start": start, "data_end": end}
     say("done", total_steps, total_steps)
     return model
 
 
+def _at_most(rows: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    return np.sort(rng.choice(rows, k, replace=False)) if len(rows) > k else rows
+
+
+def _predict_raw(boosters: dict[str, xgb.Booster], X: np.ndarray, names: list[str], nthread: int = 1) -> dict[str, np.ndarray]:
+    d = xgb.DMatrix(X, feature_names=names, nthread=nthread)
+    return {t: b.predict(d).astype(np.float64) for t, b in boosters.items()}
+
+
 # --- scoring -------------------------------------------------------------------------------
 
-def predict_matrix(model: Model, X: np.ndarray, nthread: int = 1) -> dict[str, np.ndarray]:
-    d = xgb.DMatrix(X, feature_names=model.feature_names, nthread=nthread)
+def predict_matrix(model: Model, X: np.ndarray, nthread: int = 1,
+                   raw: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """Every target's prediction for the rows of X (`raw`: the boosters' outputs, if already made)."""
+    raw = raw if raw is not None else _predict_raw(model.boosters, X, model.feature_names, nthread)
     out: dict[str, np.ndarray] = {}
-    for t, b in model.boosters.items():
-        raw = b.predict(d).astype(np.float64)
+    for t in model.boosters:
         if t in model.calibrators:
-            out[f"{t}_raw"] = raw
-            out[t] = apply_calibration(model.calibrators[t], raw)
+            out[f"{t}_raw"] = raw[t]
+            out[t] = apply_calibration(model.calibrators[t], raw[t])
         else:
-            out[t] = raw
+            out[t] = raw[t]
     return out
 
 
@@ -383,8 +421,15 @@ class Scores:
     predicted_ltv: np.ndarray
     ltv_percentile: np.ndarray
     discount_affinity: np.ndarray
-    affinities: dict[str, list[tuple[str | None, float]]]  # attribute -> per profile (value, share)
+    affinity_index: dict[str, tuple[np.ndarray, np.ndarray]]  # attribute -> (index into vocab[attribute] or -1, share)
+    vocab: dict[str, list[str]]
     X: np.ndarray
+
+    @functools.cached_property
+    def affinities(self) -> dict[str, list[tuple[str | None, float]]]:
+        """Attribute -> per profile (value, share); built on first use."""
+        return {a: [(self.vocab[a][v] if v >= 0 else None, s) for v, s in zip(idx.tolist(), share.tolist(), strict=True)]
+                for a, (idx, share) in self.affinity_index.items()}
 
     def row(self, i: int) -> dict:
         churn = self.churn_probability[i]
@@ -402,15 +447,22 @@ class Scores:
 
 def score(model: Model, h: History, as_of: float, nthread: int = 1) -> Scores:
     """Scores every profile with an event before `as_of`, from those events only."""
-    f = features_at(h, as_of)
     bg = BetaGeoFitter(*model.bgnbd)
-    X = np.hstack([f.X, _btyd_columns(f, bg, model.horizon_days)])
-    out = predict_matrix(model, X, nthread)
+    f = features_at(h, as_of, extra=lambda b: _btyd_columns(b, bg, model.horizon_days))
+    X = f.X
     customer = f.btyd["orders"] > 0
+    # numpy straight into the predictor (no DMatrix); churn only where it applies (customers)
+    raw = {}
+    for t, b in model.boosters.items():
+        if t == "churn":
+            raw[t] = np.full(len(X), np.nan)
+            if customer.any():
+                raw[t][customer] = b.inplace_predict(X[customer])
+        else:
+            raw[t] = b.inplace_predict(X).astype(np.float64)
+    out = predict_matrix(model, X, raw=raw)
     pct = np.searchsorted(np.asarray(model.ltv_quantiles), out["ltv"], side="right") - 1
     aff = attribute_affinities(h, as_of, f.rows)
-    affinities = {a: [(h.vocab[a][int(v)] if v >= 0 else None, float(s)) for v, s in zip(*aff[a], strict=True)]
-                  for a in ATTRIBUTES}
     return Scores(
         profile_ids=[h.profiles[r] for r in f.rows],
         purchase_probability=out["purchase"],
@@ -419,17 +471,19 @@ def score(model: Model, h: History, as_of: float, nthread: int = 1) -> Scores:
         predicted_ltv=out["ltv"],
         ltv_percentile=np.clip(pct, 0, 100).astype(np.float64),
         discount_affinity=out["discount"],
-        affinities=affinities,
+        affinity_index={a: aff[a] for a in ATTRIBUTES},
+        vocab=h.vocab,
         X=X,
     )
 
 
 def evaluate(model: Model, snap: Snapshot, rows: np.ndarray, labels: dict[str, np.ndarray] | None = None,
-             seed: int = 0) -> dict:
+             seed: int = 0, raw: dict[str, np.ndarray] | None = None) -> dict:
     """Every target's metrics for the model and for each baseline, on the same rows (a mask over
-    the snapshot's profiles); `labels` default to the snapshot's own."""
+    the snapshot's profiles); `labels` default to the snapshot's own; `raw`: the boosters'
+    outputs for those rows, if already made."""
     labels = labels or snap.labels
-    out = predict_matrix(model, snap.X[rows])
+    out = predict_matrix(model, snap.X[rows], raw=raw)
     base = baselines(snap, rows, RFMBaseline.from_dict(model.rfm), float(model.horizon_days), seed=seed)
     report: dict = {}
     for target in TARGETS:
@@ -520,6 +574,7 @@ def baselines(val: Snapshot, rows: np.ndarray, rfm: RFMBaseline, horizon: float,
     smoothed historical discount share."""
     f = val.feats
     b = {k: v for k, v in f.btyd.items()}
+    br = {k: v[rows] for k, v in b.items()}  # the fits read every profile; predictions are for the rows only
     out: dict[str, dict[str, np.ndarray]] = {t: {"rfm": rfm.predict(f, t)[rows]} for t in TARGETS}
     gg = None
     try:
@@ -535,12 +590,12 @@ def baselines(val: Snapshot, rows: np.ndarray, rfm: RFMBaseline, horizon: float,
             except FitError:
                 continue
         with np.errstate(all="ignore"):
-            e = np.nan_to_num(fit.expected_purchases(horizon, b["x"], b["t_x"], b["T"]), nan=0.0)[rows]
+            e = np.nan_to_num(fit.expected_purchases(horizon, br["x"], br["t_x"], br["T"]), nan=0.0)
         out["purchases"][name] = e
         out["purchase"][name] = 1.0 - np.exp(-e)
         out["churn"][name] = np.exp(-e)
         if gg is not None:
-            value = gg.expected_value(b["orders"], np.nan_to_num(b["m"]))[rows]
+            value = gg.expected_value(br["orders"], np.nan_to_num(br["m"]))
             out["ltv"][f"{name}_gamma_gamma"] = e * np.nan_to_num(value, nan=gg.population_mean())
     share = np.nan_to_num(f.column("discount_order_share"), nan=0.0)
     n_orders = f.column("orders")

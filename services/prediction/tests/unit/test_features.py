@@ -110,3 +110,98 @@ def test_affinities_prefer_what_a_profile_buys_over_what_it_glances_at():
     assert names[0] == "Bags" and names[1] == "Shoes"
     assert names[2] == "Shoes"  # no history: the population's favourite
     assert 0 < share[2] < share[1] <= 1
+
+
+def _random_history(seed: int, profiles: int = 60, rows: int = 3000) -> History:
+    rng = np.random.default_rng(seed)
+    codes = [PAGE, PRODUCT_VIEW, CART_ADD, ORDER, ITEM, 3, 6, 7, 8, 10, 12, 13, 14, 15]
+    cats, brands = ["Bags", "Shoes", "Dresses", "Kids", "Hats"], ["A", "B", "C"]
+    obs = []
+    for _ in range(rows):
+        code = int(rng.choice(codes))
+        product = code in (PRODUCT_VIEW, CART_ADD, ITEM)
+        obs.append((f"p{int(rng.integers(profiles))}", Observation(
+            T - float(rng.uniform(-20, 150)), code, float(rng.uniform(1, 120)), bool(rng.random() < 0.3),
+            int(rng.integers(0, 5)), str(rng.choice(cats)) if product and rng.random() < 0.9 else None,
+            str(rng.choice(brands)) if product else None)))
+    return hist(obs)
+
+
+@pytest.mark.parametrize(("chunk", "dense", "cells"), [(1 << 20, 64, 1 << 18), (1 << 20, 64, 50), (97, 0, 1 << 18)],
+                         ids=["one block", "dense blocks", "sorted chunks"])
+def test_features_match_a_direct_pass_over_every_row(monkeypatch, chunk, dense, cells):
+    """The cached per-code indexes give what a mask over all rows gives, profile by profile."""
+    import cdp_prediction.features as F
+    from cdp_prediction.features import APP, CHECKOUT, MSG_DELIVERED, SURVEY
+
+    monkeypatch.setattr(F, "CHUNK_ROWS", chunk)
+    monkeypatch.setattr(F, "DENSE_VALUES", dense)
+    monkeypatch.setattr(F, "DENSE_CELLS", cells)
+    h = _random_history(5)
+    for cut in (T - 100.5, T - 30.0, T, T + 25.0):
+        f = features_at(h, cut)
+        before = h.t < cut
+        seen = np.flatnonzero(np.bincount(h.idx[before], minlength=h.n))
+        np.testing.assert_array_equal(f.rows, seen)
+        for i, r in enumerate(f.rows):
+            mine = before & (h.idx == r)
+            t, code = h.t[mine], h.code[mine]
+            assert f.column("tenure_days")[i] == cut - t.min()
+            assert f.column("days_since_last_event")[i] == cut - t.max()
+            assert f.column("orders")[i] == (code == ORDER).sum()
+            assert f.column("revenue")[i] == pytest.approx(h.value[mine][code == ORDER].sum())
+            for w in (7, 30, 90):
+                assert f.column(f"product_views_{w}d")[i] == ((code == PRODUCT_VIEW) & (t >= cut - w)).sum()
+                assert f.column(f"checkouts_{w}d")[i] == ((code == CHECKOUT) & (t >= cut - w)).sum()
+                assert f.column(f"sessions_{w}d")[i] == (h.session_start[mine] & (t >= cut - w)).sum()
+            assert f.column("msg_delivered_90d")[i] == ((code == MSG_DELIVERED) & (t >= cut - 90)).sum()
+            surveys = code == SURVEY
+            if surveys.any():
+                assert f.column("survey_score")[i] == pytest.approx(h.value[mine][surveys].mean())
+            used = {int(c) for c in h.channel[mine][code != MSG_DELIVERED]} & {WEB, APP, STORE}
+            assert f.column("channels_used")[i] == len(used)
+            cat = h.attrs["category"][mine]
+            cat = cat[(cat >= 0) & np.isin(code, (PRODUCT_VIEW, CART_ADD, ITEM))]
+            assert f.column("distinct_categories")[i] == len(set(cat.tolist()))
+            if len(cat):
+                p = np.bincount(cat)[np.unique(cat)] / len(cat)
+                assert f.column("category_entropy")[i] == pytest.approx(-(p * np.log(p)).sum())
+
+
+@pytest.mark.parametrize(("chunk", "dense", "cells"), [(1 << 20, 64, 1 << 18), (1 << 20, 64, 50), (97, 0, 1 << 18)],
+                         ids=["one block", "dense blocks", "sorted chunks"])
+def test_affinities_match_a_profile_by_profile_reference(monkeypatch, chunk, dense, cells):
+    """The grouped computations (dense profiles x values blocks for small vocabularies, a radix
+    sort by value in chunks of rows for large ones) pick, for every profile and attribute,
+    exactly what a plain loop over its rows picks."""
+    import cdp_prediction.features as F
+
+    monkeypatch.setattr(F, "CHUNK_ROWS", chunk)
+    monkeypatch.setattr(F, "DENSE_VALUES", dense)
+    monkeypatch.setattr(F, "DENSE_CELLS", cells)
+    h = _random_history(9, profiles=80, rows=4000)
+    f = features_at(h, T)
+    rows = f.rows[::-1].copy()  # any order of rows
+    aff = attribute_affinities(h, T, rows)
+    weights = {PRODUCT_VIEW: 1.0, CART_ADD: 2.0, ITEM: 4.0}
+    for a in ("category", "brand"):
+        col, k = h.attrs[a], len(h.vocab[a])
+        sel = (h.t < T) & (col >= 0) & np.isin(h.code, list(weights))
+        w_all = np.array([weights.get(int(c), 0.0) for c in h.code]) * np.exp2(-(T - h.t) / 60.0)
+        prior = np.bincount(col[sel], weights=w_all[sel], minlength=k)
+        prior = prior / prior.sum()
+        for i, r in enumerate(rows):
+            mass: dict[int, float] = {}
+            for j in np.flatnonzero(sel & (h.idx == r)):
+                mass[int(col[j])] = mass.get(int(col[j]), 0.0) + w_all[j]
+            if not mass:
+                assert aff[a][0][i] == int(np.argmax(prior)) and aff[a][1][i] == prior.max()
+                continue
+            total = 0.0
+            for v in sorted(mass):
+                total += mass[v]
+            scores = {v: (m + 3.0 * prior[v]) / (total + 3.0) for v, m in mass.items()}
+            top = max(scores.values())
+            assert aff[a][0][i] == min(v for v, sc in scores.items() if sc == top)
+            assert aff[a][1][i] == top
+    assert len(set(aff["category"][0].tolist())) > 1

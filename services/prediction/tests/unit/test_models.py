@@ -125,3 +125,18 @@ def test_calibration_is_applied_only_where_it_helps():
     cal = _calibrate(skewed, y)
     assert cal["kind"] in ("platt", "isotonic")
     assert metrics.ece(y, apply_calibration(cal, skewed)) < 0.3 * metrics.ece(y, skewed)
+
+
+def test_large_populations_are_sampled_for_boosting_calibration_and_metrics(world, model):
+    """Above max_train_rows / max_eval_rows the boosters, the calibration and the held-out
+    metrics use seeded samples; the model still learns, and says how many rows it used."""
+    cfg = TrainConfig(horizon_days=H, max_rounds=200, max_train_rows=1500, max_eval_rows=500)
+    small = train(world.history, world.cutoff - H, cfg)
+    assert small.info["train_rows"] == model.info["train_rows"] > 1500
+    assert small.info["boosting_rows"] == 1500 and model.info["boosting_rows"] == model.info["train_rows"]
+    assert small.info["held_out_rows"] == 500 < model.info["held_out_rows"]
+    assert small.metrics["purchase"]["model"]["n"] == 500
+    assert small.metrics["purchase"]["model"]["auc"] > 0.6
+    again = train(world.history, world.cutoff - H, cfg)  # seeded: the same sample, the same model
+    np.testing.assert_array_equal(score(small, world.history, world.cutoff).purchase_probability,
+                                  score(again, world.history, world.cutoff).purchase_probability)
