@@ -56,6 +56,7 @@ import random
 import secrets
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -331,11 +332,12 @@ Hold = Callable[[asyncpg.Connection, subprocess.Popen], Awaitable[dict]]
 
 
 async def drain_once(env: Env, *, timeout_s: float = 1800, sizes: bool = False, py_spy: str | None = None,
-                     hold: Hold | None = None, replay: bool = False) -> dict:
+                     hold: Hold | None = None, replay: bool = False, py_spy_held: str | None = None) -> dict:
     """Starts one profile process on a fresh database and durable consumer, times how fast it
     projects everything in CDP_IDENTITY; with `replay`, then times `cdp replay profile` on it
     (stack.replay_service); with `hold`, keeps it running (caught up) for that coroutine (the
-    latency run); stops it. Returns the figures (and the store's sizes)."""
+    latency run), recorded by py-spy into `py_spy_held` if given; stops it. Returns the figures
+    (and the store's sizes)."""
     state = (await env.bus.js.stream_info(IDENTITY)).state
     first, last, n = state.first_seq, state.last_seq, state.messages
     async with service_process(env, "profile", IDENTITY, py_spy=py_spy) as run:
@@ -387,7 +389,14 @@ async def drain_once(env: Env, *, timeout_s: float = 1800, sizes: bool = False, 
             if replay:
                 out.update(await replay_service(env, run, timeout_s=timeout_s))
             if hold is not None:
+                if py_spy_held:  # record the latency run (the live path) rather than the drain
+                    exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+                    run.spy = subprocess.Popen([exe, "record", "-p", str(proc.pid), "-r", "100", "-f", "raw",
+                                                "-o", py_spy_held, "--nonblocking"],
+                                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 out["held"] = await hold(conn, proc)
+                if py_spy_held:
+                    run.stop_spy()
         finally:
             await conn.close()
     return out
@@ -688,7 +697,8 @@ async def latency(env: Env, wl: Workload, conn: asyncpg.Connection, *, rate: flo
 
 async def throughput(env: Env, *, events: int, events_per_profile: float, repetitions: int, seed: int,
                      py_spy: str | None = None, rate: float = 1000, seconds: float = 20,
-                     latency_repetitions: int = 3, do_latency: bool = True) -> dict:
+                     latency_repetitions: int = 3, do_latency: bool = True, py_spy_latency: str | None = None
+                     ) -> dict:
     with contextlib.suppress(Exception):
         await env.bus.js.purge_stream(IDENTITY)
     t = time.perf_counter()
@@ -718,7 +728,8 @@ async def throughput(env: Env, *, events: int, events_per_profile: float, repeti
             for what in steps:
                 if what == "profile":
                     figs.append(await drain_once(env, sizes=i == 0, py_spy=py_spy if last else None,
-                                                 hold=hold if last and do_latency else None, replay=not last))
+                                                 hold=hold if last and do_latency else None, replay=not last,
+                                                 py_spy_held=py_spy_latency if last else None))
                 elif what == "copy":
                     copies.append(await copy_baseline(env.infra.database_url, base_db, events, sizes=i == 0))
                 else:
@@ -782,7 +793,8 @@ def code_state() -> dict:
 
 async def run_profile_bench(*, events: int = 100_000, events_per_profile: float = 20.0, repetitions: int = 3,
                             rate: float = 1000, seconds: float = 20, latency_repetitions: int = 3, seed: int = 1,
-                            skip: tuple[str, ...] = (), py_spy: str | None = None) -> dict:
+                            skip: tuple[str, ...] = (), py_spy: str | None = None,
+                            py_spy_latency: str | None = None) -> dict:
     result: dict = {"benchmark": "profile", "started": now_iso(), "machine": machine_info(),
                     "load_average": os.getloadavg(), "code": code_state()}
     root = Path(tempfile.mkdtemp(prefix="cdp-bench-profile-"))
@@ -796,7 +808,7 @@ async def run_profile_bench(*, events: int = 100_000, events_per_profile: float 
             result["throughput"] = await throughput(
                 env, events=events, events_per_profile=events_per_profile, repetitions=repetitions, seed=seed,
                 py_spy=py_spy, rate=rate, seconds=seconds, latency_repetitions=latency_repetitions,
-                do_latency="latency" not in skip)
+                do_latency="latency" not in skip, py_spy_latency=py_spy_latency)
     finally:
         if bus is not None:
             with contextlib.suppress(Exception):
@@ -862,6 +874,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=1, help="workload seed (1)")
     p.add_argument("--skip", default="", help="comma-separated: throughput, latency")
     p.add_argument("--py-spy", default=None, help="record the last drain's profile process with py-spy (raw) here")
+    p.add_argument("--py-spy-latency", default=None,
+                   help="record the profile process during the latency runs with py-spy (raw) here")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
 
 
@@ -869,4 +883,5 @@ def run(args: argparse.Namespace) -> dict:
     return asyncio.run(run_profile_bench(
         events=args.events, events_per_profile=args.events_per_profile, repetitions=args.repetitions,
         rate=args.rate, seconds=args.seconds, latency_repetitions=args.latency_repetitions, seed=args.seed,
-        skip=tuple(s.strip() for s in args.skip.split(",") if s.strip()), py_spy=args.py_spy))
+        skip=tuple(s.strip() for s in args.skip.split(",") if s.strip()), py_spy=args.py_spy,
+        py_spy_latency=args.py_spy_latency))

@@ -168,7 +168,7 @@ async def test_open_store_applies_core_then_service_migrations(database_server_u
         tables = {r[0] for r in await pool.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
         assert {"cdp_tracking", "cdp_outbox", "cdp_failed_events", "cdp_schema_migrations", "svc_things"} <= tables
         rows = await pool.fetch("SELECT component, version FROM cdp_schema_migrations ORDER BY applied_at, component")
-        assert [(r[0], r[1]) for r in rows] == [("cdp_core", 1), ("svc", 1)]
+        assert [(r[0], r[1]) for r in rows] == [("cdp_core", 1), ("cdp_core", 2), ("svc", 1)]
         assert sorted(p.name for p in CORE_MIGRATIONS.glob("*.sql"))[0] == "0001_core.sql"
     finally:
         await pool.close()

@@ -107,14 +107,15 @@ async def drop_memberships(conn: asyncpg.Connection, profile_ids: list[str]) -> 
 
 FIGURES = """
 SELECT count(*) AS users,
-       coalesce(sum(CASE WHEN jsonb_typeof(c.computed #> '{orders,revenue_total}') = 'number'
-                         THEN (c.computed #>> '{orders,revenue_total}')::numeric END), 0) AS revenue_total,
-       coalesce(sum(CASE WHEN jsonb_typeof(c.computed #> '{orders,count}') = 'number'
-                         THEN (c.computed #>> '{orders,count}')::bigint END), 0)::bigint AS orders,
+       coalesce(sum(CASE WHEN jsonb_typeof(o.v -> 'revenue_total') = 'number'
+                         THEN (o.v ->> 'revenue_total')::numeric END), 0) AS revenue_total,
+       coalesce(sum(CASE WHEN jsonb_typeof(o.v -> 'count') = 'number'
+                         THEN (o.v ->> 'count')::bigint END), 0)::bigint AS orders,
        max(p.last_seen) AS last_activity_at
   FROM account_members m
   JOIN profiles p ON p.profile_id = m.profile_id AND p.merged_into IS NULL
   LEFT JOIN profile_computed c ON c.profile_id = m.profile_id
+  LEFT JOIN LATERAL (SELECT c.computed::jsonb -> 'orders' AS v OFFSET 0) o ON true  -- JSON text (0008): parsed once
  WHERE m.account_id = $1
 """
 

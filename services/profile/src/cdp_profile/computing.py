@@ -2,11 +2,12 @@
 
 The projection folds computed traits in its own transaction (`projection.fold_computed`,
 incremental.py) and marks nothing any more; marks left by an earlier release (which
-computed off the hot path) are still taken here: the recomputer takes the marked profiles
-in batches, locks them as the projection does (advisory locks in a fixed order, so it never
-interleaves with a batch or a merge on the same profiles), computes them afresh from all
-their events (`projection.recompute`: exact, order-independent, with a fresh incremental
-state) and clears the marks.
+computed off the hot path) are still taken here, once: at start the recomputer takes the
+marked profiles in batches, locks them as the projection does (advisory locks in a fixed
+order, so it never interleaves with a batch or a merge on the same profiles), computes them
+afresh from all their events (`projection.recompute`: exact, order-independent, with a fresh
+incremental state), clears the marks, and ends when none is left (nothing marks any more, so
+it does not poll).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from .declared_store import recompute_declared
 from .projection import lock_profiles, recompute
 
 BATCH = 200  # profiles computed per transaction
-INTERVAL_S = 1.0  # how long an idle recomputer waits before looking again
+INTERVAL_S = 1.0  # how long the recomputer waits after an error before trying again
 log = structlog.get_logger("cdp.profile.computing")
 
 
@@ -57,19 +58,21 @@ class Recomputer:
         self.task = asyncio.create_task(self._run(), name="computed-traits")
 
     async def _run(self) -> None:
+        """Until no mark is left (or stop)."""
         while not self._stop.is_set():
             try:
                 n = await recompute_marked(self.pool)
             except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError, OSError, asyncpg.InterfaceError,
                     asyncpg.PostgresConnectionError) as e:
                 log.warning("computed traits: retrying", error=type(e).__name__)
-                n = 0
-            self.computed += n
-            if n == 0:
                 try:
                     await asyncio.wait_for(self._stop.wait(), self.interval_s)
                 except TimeoutError:
                     pass
+                continue
+            self.computed += n
+            if n == 0:
+                return
 
     async def stop(self) -> None:
         self._stop.set()

@@ -36,10 +36,12 @@ BACKFILL_BATCH = 200  # profiles a backfill transaction
 BACKFILL_POLL_S = 2.0  # how often an idle backfiller looks for work (another replica's apply, a restart)
 LIVE = "merged_into IS NULL AND event_count > 0"
 # GetProfile's computed_json: the built-in traits, plus {"declared": {name: value}} of the
-# values computed by each definition's current version (when there are any).
+# values computed by each definition's current version (when there are any); the built-in
+# ones are stored as JSON text (migration 0008) and served as jsonb writes them.
 COMPUTED_SQL = """
 SELECT c.profile_id,
-       (CASE WHEN dv.v IS NULL THEN c.computed ELSE c.computed || jsonb_build_object('declared', dv.v) END)::text
+       (CASE WHEN dv.v IS NULL THEN c.computed::jsonb ELSE c.computed::jsonb || jsonb_build_object('declared', dv.v)
+        END)::text
   FROM profile_computed c
   LEFT JOIN LATERAL (
        SELECT jsonb_object_agg(t.key, t.value) AS v

@@ -14,7 +14,10 @@ change goes out as a `cdp.profile.changed` carrying the profile's state after it
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -46,6 +49,64 @@ ON CONFLICT (profile_id, name) DO UPDATE
 RETURNING profile_id, name
 """
 
+
+# The batch's counts, and what the fold needs: each profile's event count after the batch, its
+# stored state's version (the xmin of its profile_computed row) and the state itself unless
+# the projection holds that very version ($5, ProfileProjection.states).
+UPSERT_COUNTS = """
+WITH up AS (INSERT INTO profiles AS p (profile_id, event_count, first_seen, last_seen)
+            SELECT * FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::timestamptz[])
+            ON CONFLICT (profile_id) DO UPDATE SET event_count = p.event_count + excluded.event_count,
+              first_seen = LEAST(p.first_seen, excluded.first_seen), last_seen = GREATEST(p.last_seen, excluded.last_seen)
+            RETURNING p.profile_id, p.event_count)
+SELECT up.profile_id, up.event_count, c.xmin::text,
+       CASE WHEN c.xmin::text IS NOT DISTINCT FROM k.v THEN NULL ELSE c.state END
+  FROM up
+  LEFT JOIN profile_computed c ON c.profile_id = up.profile_id
+  LEFT JOIN unnest($1::text[], $5::text[]) AS k(p, v) ON k.p = up.profile_id
+"""
+
+
+class StateCache:
+    """The computed-trait states this process wrote last, each under the version of the row it
+    wrote (the row's xmin: the writing transaction or subtransaction), so a batch need not read
+    and decode them again. A state is used only while the stored row is still that very version:
+    a row another transaction wrote since (another replica, a merge, a split, a rebuild) has
+    another xmin, and one written by a transaction that rolled back was never visible. A state
+    is taken out while a batch folds into it and put back with the version of the new row.
+    Least recently used states go first beyond `size`."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._d: OrderedDict[str, tuple[str, State]] = OrderedDict()
+
+    def versions(self, pids: list[str]) -> list[str | None]:
+        d = self._d
+        return [d[p][0] if p in d else None for p in pids]
+
+    def take_all(self, pids) -> dict[str, tuple[str, State]]:
+        """{pid: (version, state)} of those held (removed from the cache)."""
+        d = self._d
+        return {p: d.pop(p) for p in pids if p in d}
+
+    def take(self, pid: str, version: str | None) -> State | None:
+        """The state held for this version of the row (removed from the cache), else None."""
+        got = self._d.pop(pid, None)
+        return got[1] if got is not None and version is not None and got[0] == version else None
+
+    def put(self, pid: str, version: str, st: State) -> None:
+        if self.size <= 0:
+            return
+        d = self._d
+        d[pid] = (version, st)
+        d.move_to_end(pid)
+        while len(d) > self.size:
+            d.popitem(last=False)
+
+
+def state_cache_size() -> int:
+    """Profiles whose states a projection holds (10-35 KiB each on the benchmark's workload)."""
+    return int(os.environ.get("CDP_PROFILE_STATE_CACHE", "10000"))
 
 # One statement per batch: the timeline's row of every event (JSON text cast to jsonb by the server).
 INSERT_EVENTS = """
@@ -96,12 +157,40 @@ class ProfileProjection(Projection):
     source = "identity"
     subjects = ["cdp.identity.resolved", "cdp.identity.merged", "cdp.identity.split", "cdp.identity.forgotten"]
 
+    def __init__(self) -> None:
+        super().__init__()
+        # the states this projection wrote last (a rebuild's projection holds its own)
+        self.states = StateCache(state_cache_size())
+
     @handles("cdp.identity.resolved", batch=True)
     async def on_resolved(self, conn: asyncpg.Connection, ds: list[Delivery], outbox: OutboxWriter) -> None:
         rs = [(d, d.payload(identity_events.IdentityResolved)) for d in ds]
         canon = await lock_profiles(conn, {r.profile_id for _, r in rs})
         events = [(r.event_id, canon.get(r.profile_id, r.profile_id), envelope.from_ts(r.event.timestamp))
                   for _, r in rs]
+        # The computed traits of the profiles whose states this process holds are folded ahead,
+        # in a task that yields between profiles, while PostgreSQL applies the statements below
+        # (their results are used only if every event turns out new and each row is still the
+        # version held: `fold_computed`).
+        batch: dict[str, list[int]] = {}  # pid -> indexes of its events, each event id once, in delivery order
+        once: set[str] = set()
+        for i, (event_id, pid, _) in enumerate(events):
+            if event_id not in once:
+                once.add(event_id)
+                batch.setdefault(pid, []).append(i)
+        held = self.states.take_all(batch)
+        ahead = asyncio.create_task(_fold_ahead(batch, held, events, rs))
+        try:
+            await self._apply_resolved(conn, rs, events, batch, held, ahead, outbox)
+        finally:
+            if not ahead.done():
+                ahead.cancel()  # the batch failed before it needed the task
+            elif not ahead.cancelled():
+                ahead.exception()  # retrieved: raised above where it mattered
+
+    async def _apply_resolved(self, conn: asyncpg.Connection, rs: list, events: list[tuple],
+                              batch: dict[str, list[int]], held: dict[str, tuple[str, State]],
+                              ahead: asyncio.Task, outbox: OutboxWriter) -> None:
         rows = [timeline_row(r.event) for _, r in rs]
         new = {row[0] for row in await conn.fetch(
             INSERT_EVENTS, [e[0] for e in events], [e[1] for e in events], [e[2] for e in events],
@@ -115,17 +204,12 @@ class ProfileProjection(Projection):
                 fresh.setdefault(pid, []).append(i)
                 new.discard(event_id)  # an event twice in one batch counts once
             f[1], f[2] = min(f[1], occurred), max(f[2], occurred)
-        # the counts, and (same round trip) what the computed traits' fold needs: count and state
-        stored = {r[0]: (r[1], r[2]) for r in await conn.fetch(
-            "WITH up AS (INSERT INTO profiles AS p (profile_id, event_count, first_seen, last_seen) "
-            "SELECT * FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::timestamptz[]) "
-            "ON CONFLICT (profile_id) DO UPDATE SET event_count = p.event_count + excluded.event_count, "
-            "first_seen = LEAST(p.first_seen, excluded.first_seen), last_seen = GREATEST(p.last_seen, excluded.last_seen) "
-            "RETURNING p.profile_id, p.event_count) "
-            "SELECT up.profile_id, up.event_count, c.state FROM up "
-            "LEFT JOIN profile_computed c ON c.profile_id = up.profile_id",
-            list(figures), [f[0] for f in figures.values()], [f[1] for f in figures.values()],
-            [f[2] for f in figures.values()])}
+        # the counts, and (same round trip) what the computed traits' fold needs: count and
+        # state, the state only when this process holds another version of it (or none)
+        pids = list(figures)
+        stored = {r[0]: (r[1], r[2], r[3]) for r in await conn.fetch(
+            UPSERT_COUNTS, pids, [f[0] for f in figures.values()], [f[1] for f in figures.values()],
+            [f[2] for f in figures.values()], [held[p][0] if p in held else None for p in pids])}
         identifiers: dict[tuple[str, str], str] = {}
         winners: dict[tuple[str, str], tuple] = {}  # (pid, trait) -> (time, event id, json value)
         for (event_id, pid, occurred), (_, r) in zip(events, rs, strict=True):
@@ -155,8 +239,11 @@ class ProfileProjection(Projection):
             for (event_id, pid, occurred), (_, r) in zip(events, rs, strict=True)
             if r.event.kind == "group" and r.event.group_id])
         # Computed traits, folded in from the new events (incremental.py); declared ones too.
-        new_events = {pid: [_event(events[i], rs[i][1].event) for i in idx] for pid, idx in fresh.items()}
-        values = await fold_computed(conn, new_events, stored)
+        parsed, folded = await ahead
+        new_events = {pid: parsed[pid] if idx == batch[pid] else [_event(events[i], rs[i][1].event) for i in idx]
+                      for pid, idx in fresh.items()}
+        values = await fold_computed(conn, new_events, stored,
+                                     {p: f for p, f in folded.items() if fresh.get(p) == batch[p]}, self.states)
         declared = await fold_declared(conn, new_events)
         # One change per new event, in delivery order, each carrying the profile's state after
         # this transaction (so a consumer keeping the highest revision has it).
@@ -212,7 +299,7 @@ class ProfileProjection(Projection):
                            "WHERE profile_id = $1", merged)
         await conn.execute("DELETE FROM profile_computed WHERE profile_id = $1", merged)
         # Computed traits from the union of the events, exactly (never added up).
-        values = await recompute(conn, {survivor}) if count else {}
+        values = await recompute(conn, {survivor}, self.states) if count else {}
         declared = await recompute_declared(conn, {survivor})
         await emit_changes(conn, outbox, [Change(
             profile_id=survivor, stream_seq=d.stream_seq, computed=_with_declared(values.get(survivor),
@@ -266,25 +353,63 @@ def _obj(text: str) -> dict:
     return value if isinstance(value, dict) else {}
 
 
+async def _fold_ahead(batch: dict[str, list[int]], held: dict[str, tuple[str, State]], events: list[tuple],
+                      rs: list) -> tuple[dict[str, list[computed.Event]], dict[str, tuple]]:
+    """The batch's events parsed, by profile; and for each profile whose state this process
+    holds (`held`, taken out of the projection's cache), that state with all of them folded in, its values and
+    its stored form: {pid: (version of the row it was held for, state, values, stored form)}.
+    Yields to the event loop after each profile, so the batch's statements go on meanwhile."""
+    parsed: dict[str, list[computed.Event]] = {}
+    folded: dict[str, tuple] = {}
+    for pid, idx in batch.items():
+        evs = parsed[pid] = [_event(events[i], rs[i][1].event) for i in idx]
+        if pid in held:
+            version, st = held[pid]
+            try:
+                for e in sorted(evs, key=lambda e: (e.occurred_at, e.event_id)):
+                    st.fold(e)
+            except Unfoldable:
+                pass  # the state is spent; fold_computed computes this profile from its events
+            else:
+                folded[pid] = (version, st, orjson.dumps(st.result()), st.dumps())
+        await asyncio.sleep(0)
+    return parsed, folded
+
+
 async def fold_computed(conn: asyncpg.Connection, new_events: dict[str, list[computed.Event]],
-                        stored: dict[str, tuple] | None = None) -> dict[str, bytes]:
+                        stored: dict[str, tuple] | None = None, ahead: dict[str, tuple] | None = None,
+                        cache: StateCache | None = None) -> dict[str, bytes]:
     """Folds each profile's new events into its stored state and stores the values (the caller
     holds the profiles' locks and has stored the events). A profile whose state is missing,
     of another layout, does not account for every stored event, or cannot fold an event
-    exactly (`Unfoldable`) is computed from all its events instead. {pid: computed traits as JSON}."""
+    exactly (`Unfoldable`) is computed from all its events instead. `ahead`: profiles whose
+    new events were all folded already (`_fold_ahead`) into the state held for a version of
+    the row; used when the row is still that version. `cache`: the states the caller holds
+    (taken from, and given the states written). {pid: computed traits as JSON}."""
     if not new_events:
         return {}
+    ahead = ahead or {}
     pids = sorted(new_events)
-    if stored is None:  # {pid: (event count, state)}, unless the caller read them already
-        stored = {r[0]: (r[1], r[2]) for r in await conn.fetch(
-            "SELECT p.profile_id, p.event_count, c.state FROM profiles p "
+    if stored is None:  # {pid: (event count, state's version, state)}, unless the caller read them already
+        stored = {r[0]: (r[1], r[2], r[3]) for r in await conn.fetch(
+            "SELECT p.profile_id, p.event_count, c.xmin::text, c.state FROM profiles p "
             "LEFT JOIN profile_computed c ON c.profile_id = p.profile_id WHERE p.profile_id = ANY($1::text[])", pids)}
     states: dict[str, State] = {}
+    ready: dict[str, tuple[bytes, bytes]] = {}  # pid -> (values, stored form), folded ahead
     full: set[str] = set()
     for pid in pids:
         evs = sorted(new_events[pid], key=lambda e: (e.occurred_at, e.event_id))
-        count, blob = stored.get(pid, (0, None))
-        st = State.loads(blob, SETTINGS) if blob is not None else (State(SETTINGS) if count == len(evs) else None)
+        count, version, blob = stored.get(pid, (0, None, None))
+        if pid in ahead:
+            held_for, st, values, dumped = ahead[pid]
+            if version is not None and held_for == version and st.n == count:
+                states[pid], ready[pid] = st, (values, dumped)
+                continue
+        st = cache.take(pid, version) if cache is not None else None  # if the row is still the one held
+        if st is None and blob is not None:
+            st = State.loads(blob, SETTINGS)
+        elif st is None and version is None and count == len(evs):
+            st = State(SETTINGS)  # a profile's first events
         if st is None or st.n + len(evs) != count:
             full.add(pid)
             continue
@@ -296,7 +421,7 @@ async def fold_computed(conn: asyncpg.Connection, new_events: dict[str, list[com
             continue
         states[pid] = st
     states.update(await _states_from_events(conn, full))
-    return await _store(conn, states)
+    return await _store(conn, states, ready, cache)
 
 
 async def _states_from_events(conn: asyncpg.Connection, pids: set[str]) -> dict[str, State]:
@@ -312,16 +437,23 @@ async def _states_from_events(conn: asyncpg.Connection, pids: set[str]) -> dict[
     return {pid: State.from_events(evs, SETTINGS) for pid, evs in by_profile.items()}
 
 
-async def _store(conn: asyncpg.Connection, states: dict[str, State]) -> dict[str, bytes]:
-    """Stores the states and their values; {pid: the values as JSON}."""
-    values = {pid: orjson.dumps(st.result()) for pid, st in states.items()}
+async def _store(conn: asyncpg.Connection, states: dict[str, State], ready: dict[str, tuple[bytes, bytes]] | None = None,
+                 cache: StateCache | None = None) -> dict[str, bytes]:
+    """Stores the states and their values (`ready`: {pid: (values, stored form)} computed
+    already), and holds the states in `cache` under the versions written; {pid: the values as JSON}."""
+    ready = ready or {}
+    values = {pid: ready[pid][0] if pid in ready else orjson.dumps(st.result()) for pid, st in states.items()}
     ids = sorted(values)
     if ids:
-        await conn.execute(
-            "INSERT INTO profile_computed (profile_id, computed, as_of, state) "
-            "SELECT * FROM unnest($1::text[], $2::jsonb[], $3::timestamptz[], $4::bytea[]) ON CONFLICT (profile_id) "
-            "DO UPDATE SET computed = excluded.computed, as_of = excluded.as_of, state = excluded.state",
-            ids, [values[p].decode() for p in ids], [_as_of(states[p]) for p in ids], [states[p].dumps() for p in ids])
+        for pid, version in await conn.fetch(
+                "INSERT INTO profile_computed AS c (profile_id, computed, as_of, state) "
+                "SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::bytea[]) ON CONFLICT (profile_id) "
+                "DO UPDATE SET computed = excluded.computed, as_of = excluded.as_of, state = excluded.state "
+                "RETURNING c.profile_id, c.xmin::text",
+                ids, [values[p].decode() for p in ids], [_as_of(states[p]) for p in ids],
+                [ready[p][1] if p in ready else states[p].dumps() for p in ids]):
+            if cache is not None:
+                cache.put(pid, version, states[pid])
     return values
 
 
@@ -329,14 +461,14 @@ def _as_of(st: State) -> datetime:
     return incremental.time_of(st.last[0])
 
 
-async def recompute(conn: asyncpg.Connection, pids: set[str]) -> dict[str, bytes]:
+async def recompute(conn: asyncpg.Connection, pids: set[str], cache: StateCache | None = None) -> dict[str, bytes]:
     """Computes the computed traits of these profiles afresh from all their events (exact,
     whatever the order the events came in), as of each profile's latest event, and stores
     them with a fresh incremental state: merges, legacy marks (computing.py), fall-backs.
     {pid: computed traits as JSON} of those with events."""
     if not pids:
         return {}
-    return await _store(conn, await _states_from_events(conn, pids))
+    return await _store(conn, await _states_from_events(conn, pids), cache=cache)
 
 
 # One round trip: bump the revisions (by the change's message count, at least to its stream
