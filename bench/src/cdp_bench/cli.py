@@ -132,7 +132,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m cdp_bench") -> in
         from .prediction import run_prediction_bench
 
         result = run_prediction_bench(args.people, args.days, args.seed, args.horizon, args.scale_profiles,
-                                      service_people=args.service_people, service_online=args.service_online)
+                                      score_threads=args.score_threads, service_people=args.service_people,
+                                      service_online=args.service_online)
     elif args.bench == "segment":
         from .segment import run as run_segment
 

@@ -137,7 +137,7 @@ def _online(model, h, as_of: float, samples: int, seed: int) -> dict:
 
 
 def run_prediction_bench(people: int = 10_000, days: int = 120, seed: int = 7, horizon: int = 28,
-                         scale_profiles: int = 0, nthread: int = 1, online_samples: int = 500,
+                         scale_profiles: int = 0, nthread: int = 1, score_threads: int = 2, online_samples: int = 500,
                          service_people: int = 0, service_online: int = 200) -> dict:
     import xgboost as xgb
 
@@ -160,7 +160,8 @@ def run_prediction_bench(people: int = 10_000, days: int = 120, seed: int = 7, h
     scores = score(model, h, data.cutoff, nthread=nthread)
     result = {
         "benchmark": "prediction", "started": now_iso(), "machine": machine_info(),
-        "params": {"people": people, "days": days, "seed": seed, "horizon_days": horizon, "nthread": nthread},
+        "params": {"people": people, "days": days, "seed": seed, "horizon_days": horizon, "nthread": nthread,
+                   "score_threads": score_threads},
         "world": {"observations": len(h), "profiles_scored": len(snap.feats.rows), "load_seconds": load_s},
         "validation_window": model.metrics,  # held-out half of the last observed window
         "future_window": accuracy,  # the simulator's truth after the cutoff
@@ -180,13 +181,13 @@ def run_prediction_bench(people: int = 10_000, days: int = 120, seed: int = 7, h
         big_train = time.perf_counter() - t0
         big.forget()  # scoring starts cold, as the service's does (each chunk is a new History)
         t0 = time.perf_counter()
-        s = score(big_model, big, data.cutoff, nthread=nthread)
+        s = score(big_model, big, data.cutoff, nthread=score_threads)  # the boosters now predict on these
         big_score = time.perf_counter() - t0
         t0 = time.perf_counter()
         _ = s.affinities  # the per-profile (value, share) tuples, built when first read
         tuples = time.perf_counter() - t0
         t0 = time.perf_counter()
-        d = xgb.DMatrix(s.X, feature_names=big_model.feature_names, nthread=nthread)
+        d = xgb.DMatrix(s.X, feature_names=big_model.feature_names, nthread=score_threads)
         for b in big_model.boosters.values():
             b.predict(d)
         bare_predict = time.perf_counter() - t0
@@ -228,7 +229,8 @@ def render(r: dict) -> str:
         s = r["speed"]
         lines.append(f"-- speed on {s['profiles']:,} profiles ({s['observations']:,} observations): train "
                      f"{s['train_seconds']:.1f} s ({s['train_rows']:,} training rows, {s['boosting_rows']:,} boosted, "
-                     f"{s['held_out_rows']:,} held out), score {s['score_seconds']:.1f} s "
+                     f"{s['held_out_rows']:,} held out), score {s['score_seconds']:.1f} s on "
+                     f"{r['params'].get('score_threads', 1)} predict thread(s) "
                      f"(+ {s['affinity_tuples_seconds']:.1f} s for per-profile affinity tuples); floors: one numpy pass "
                      f"{s['floor_one_numpy_pass_seconds']:.2f} s, bare xgboost predict {s['floor_bare_xgboost_predict_seconds']:.2f} s; "
                      f"1M extrapolated: train {s['extrapolated_1m_train_seconds']:.0f} s, score {s['extrapolated_1m_score_seconds']:.0f} s")
@@ -255,6 +257,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also run the service as a process on a world of this many people: projection, "
                         "TrainModel through gRPC, online event -> scored latency")
     p.add_argument("--service-online", type=int, default=200, help="online events timed (default 200)")
+    p.add_argument("--score-threads", type=int, default=2,
+                   help="threads the boosters predict on when scoring the scaled population (default 2: both cores)")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
 
 

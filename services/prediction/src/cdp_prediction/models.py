@@ -446,7 +446,10 @@ class Scores:
 
 
 def score(model: Model, h: History, as_of: float, nthread: int = 1) -> Scores:
-    """Scores every profile with an event before `as_of`, from those events only."""
+    """Scores every profile with an event before `as_of`, from those events only; the boosters
+    predict on `nthread` threads (CDP_PREDICTION_THREADS in the service)."""
+    for b in model.boosters.values():
+        b.set_param({"nthread": nthread})
     bg = BetaGeoFitter(*model.bgnbd)
     f = features_at(h, as_of, extra=lambda b: _btyd_columns(b, bg, model.horizon_days))
     X = f.X
