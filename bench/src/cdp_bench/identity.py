@@ -42,8 +42,6 @@ import json
 import os
 import random
 import secrets
-import shutil
-import tempfile
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -60,12 +58,10 @@ from . import harness
 from .harness import Comparison, machine_info, median, now_iso, ratio, render_comparison
 from .stack import (
     Env,
+    bench_env,
     drop_database,
     publish_all,
-    random_secret,
     service_process,
-    start_infra,
-    stop_infra,
     table_sizes,
     watch_drain,
 )
@@ -687,13 +683,7 @@ async def run_identity_bench(*, events: int = 200_000, merge_events: int | None 
     result: dict = {"benchmark": "identity", "started": now_iso(), "machine": machine_info(),
                     "load_average": os.getloadavg()}
     if not {"throughput", "merge"} <= set(skip):
-        root = Path(tempfile.mkdtemp(prefix="cdp-bench-identity-"))
-        infra = await asyncio.to_thread(start_infra, root)
-        bus = None
-        try:
-            bus = await Bus.connect(infra.nats_url, name="cdp-bench-identity")
-            await bus.ensure_stream("ingest")
-            env = Env(infra, root, random_secret(), bus)
+        async with bench_env("identity", ["ingest"]) as env:
             if "throughput" not in skip:
                 result["deterministic"] = await throughput(env, events=events, merge_share=0.0,
                                                            repetitions=repetitions, seed=seed, sizes=True,
@@ -701,11 +691,6 @@ async def run_identity_bench(*, events: int = 200_000, merge_events: int | None 
             if "merge" not in skip:
                 result["merge_heavy"] = await throughput(env, events=merge_events or events, merge_share=merge_share,
                                                          repetitions=repetitions, seed=seed + 1)
-        finally:
-            if bus is not None:
-                await bus.close()
-            await asyncio.to_thread(stop_infra, infra)
-            shutil.rmtree(root, ignore_errors=True)
     if "accuracy" not in skip:
         result["accuracy"] = await accuracy(people=people, days=days, seed=seed)
     result["finished"] = now_iso()

@@ -273,10 +273,6 @@ async def run_service_bench(people: int = 2000, days: int = 100, seed: int = 7, 
     poll 50 ms). Baseline in the same run: a bare JetStream publish -> ordered-consumer delivery
     of a message of the same size."""
     import asyncio
-    import contextlib
-    import shutil
-    import tempfile
-    from pathlib import Path
 
     from cdp.identity.v1 import events_pb2 as identity_events
     from cdp.ingest.v1 import events_pb2 as ingest_events
@@ -284,11 +280,11 @@ async def run_service_bench(people: int = 2000, days: int = 100, seed: int = 7, 
     from cdp.prediction.v1 import prediction_pb2, prediction_pb2_grpc
     from cdp_core import envelope
     from cdp_core.auth import issue_token
-    from cdp_core.bus import Bus, Outgoing
+    from cdp_core.bus import Outgoing
     from cdp_core.grpc_server import channel
     from cdp_sim import World
 
-    from .stack import Env, environment, publish_all, random_secret, service_process, start_infra, stop_infra
+    from .stack import bench_env, environment, publish_all, service_process
 
     world = World.generate(people=people, days=days, seed=seed, horizon=horizon)
     start = world.cfg.start_date
@@ -306,15 +302,9 @@ async def run_service_bench(people: int = 2000, days: int = 100, seed: int = 7, 
                                                              event_id="r-" + mid)))
             persons.append(pid)
     result: dict = {"people": people, "days": days, "resolved_events": len(msgs), "debounce_s": debounce_s}
-    root = Path(tempfile.mkdtemp(prefix="cdp-bench-prediction-"))
-    infra = await asyncio.to_thread(start_infra, root)
-    bus = None
     with environment({"CDP_PREDICTION_DEBOUNCE_S": str(debounce_s), "CDP_PREDICTION_POLL_S": "0.05"}):
-        try:
-            bus = await Bus.connect(infra.nats_url, name="cdp-bench-prediction")
-            await bus.ensure_stream("identity")
-            await bus.ensure_stream("prediction")
-            env = Env(infra, root, random_secret(), bus)
+        async with bench_env("prediction", ["identity", "prediction"]) as env:
+            bus = env.bus
             async with service_process(env, "prediction", "CDP_IDENTITY") as run:
                 t0 = time.perf_counter()
                 await publish_all(bus, msgs)
@@ -381,12 +371,6 @@ async def run_service_bench(people: int = 2000, days: int = 100, seed: int = 7, 
             await sub.unsubscribe()
             b = np.asarray(base) * 1000
             result["baseline_publish_deliver"] = {"p50_ms": float(np.percentile(b, 50)), "p99_ms": float(np.percentile(b, 99))}
-        finally:
-            if bus is not None:
-                with contextlib.suppress(Exception):
-                    await bus.nc.close()
-            await asyncio.to_thread(stop_infra, infra)
-            shutil.rmtree(root, ignore_errors=True)
     return result
 
 

@@ -57,7 +57,6 @@ import secrets
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -78,13 +77,11 @@ from . import harness
 from .harness import Comparison, machine_info, median, now_iso, paced, percentile, ratio, render_comparison
 from .stack import (
     Env,
+    bench_env,
     drop_database,
     publish_all,
-    random_secret,
     replay_service,
     service_process,
-    start_infra,
-    stop_infra,
     table_sizes,
     watch_drain,
 )
@@ -797,24 +794,12 @@ async def run_profile_bench(*, events: int = 100_000, events_per_profile: float 
                             py_spy_latency: str | None = None) -> dict:
     result: dict = {"benchmark": "profile", "started": now_iso(), "machine": machine_info(),
                     "load_average": os.getloadavg(), "code": code_state()}
-    root = Path(tempfile.mkdtemp(prefix="cdp-bench-profile-"))
-    infra = await asyncio.to_thread(start_infra, root)
-    bus = None
-    try:
-        bus = await Bus.connect(infra.nats_url, name="cdp-bench-profile")
-        await bus.ensure_stream("identity")
-        env = Env(infra, root, random_secret(), bus)
+    async with bench_env("profile", ["identity"]) as env:
         if "throughput" not in skip:
             result["throughput"] = await throughput(
                 env, events=events, events_per_profile=events_per_profile, repetitions=repetitions, seed=seed,
                 py_spy=py_spy, rate=rate, seconds=seconds, latency_repetitions=latency_repetitions,
                 do_latency="latency" not in skip, py_spy_latency=py_spy_latency)
-    finally:
-        if bus is not None:
-            with contextlib.suppress(Exception):
-                await bus.nc.close()
-        await asyncio.to_thread(stop_infra, infra)
-        shutil.rmtree(root, ignore_errors=True)
     result["finished"] = now_iso()
     result["load_average_end"] = os.getloadavg()
     return result

@@ -19,8 +19,6 @@ import asyncio
 import json
 import random
 import secrets
-import shutil
-import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -36,7 +34,7 @@ from cdp_core.settings import with_database
 from cdp_core.store import open_store
 
 from .harness import Comparison, compare, machine_info, now_iso, paced, percentile, render_comparison
-from .stack import bench_stack, start_infra, stop_infra
+from .stack import bench_stack, infrastructure
 
 TEN_CONDITIONS = """
 name: bench-ten
@@ -220,13 +218,8 @@ async def run_segment_bench(args: argparse.Namespace) -> dict:
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     out: dict = {"benchmark": "segment", "started": now_iso(), "machine": machine_info()}
     if "batch" not in skip:
-        root = Path(tempfile.mkdtemp(prefix="cdp-bench-seg-"))
-        infra = await asyncio.to_thread(start_infra, root)
-        try:
+        async with infrastructure("cdp-bench-seg-") as (infra, _root):
             out["batch"] = await batch(infra.database_url, args.profiles, args.repetitions, args.seed)
-        finally:
-            await asyncio.to_thread(stop_infra, infra)
-            shutil.rmtree(root, ignore_errors=True)
     if "latency" not in skip:
         out["latency"] = await latency(args.rate, args.seconds)
     out["finished"] = now_iso()

@@ -122,6 +122,20 @@ def stop_infra(infra: Infra) -> None:
         embedded.stop(m)
 
 
+@contextlib.asynccontextmanager
+async def infrastructure(prefix: str = "cdp-bench-", *, keep_root: bool = False) -> AsyncIterator[tuple[Infra, Path]]:
+    """The servers (start_infra) in a new temporary work folder; on exit they are stopped and
+    the folder removed (unless `keep_root`)."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    infra = await asyncio.to_thread(start_infra, root)
+    try:
+        yield infra, root
+    finally:
+        await asyncio.to_thread(stop_infra, infra)
+        if not keep_root:
+            shutil.rmtree(root, ignore_errors=True)
+
+
 def _terminate(procs: Sequence[subprocess.Popen]) -> None:
     """SIGTERM (graceful shutdown), then SIGKILL whatever is still running after the timeout."""
     for p in procs:
@@ -152,47 +166,31 @@ async def _drop_databases(server_url: str, urls: list[str]) -> None:
 @contextlib.asynccontextmanager
 async def bench_stack(services: Sequence[str], *, keep_logs: bool = False) -> AsyncIterator[BenchStack]:
     """Infrastructure plus `services` as processes, SERVING; torn down on exit."""
-    root = Path(tempfile.mkdtemp(prefix="cdp-bench-"))
-    infra = await asyncio.to_thread(start_infra, root)
-    secret = random_secret()
-    prefix = "bench_" + secrets.token_hex(4)
-    stack = BenchStack(infra, secret, issue_token(secret, "bench", ["admin"]), prefix, root)
-    try:
-        for name in services:
-            key = env_key(name)
-            port = embedded.free_port()
-            db = with_database(infra.database_url, f"{prefix}_{key.lower()}")
-            env = {
-                "CDP_NATS_URL": infra.nats_url,
-                "CDP_DATABASE_URL": infra.database_url,
-                f"CDP_{key}_DATABASE_URL": db,
-                f"CDP_{key}_GRPC_PORT": str(port),
-                "CDP_GRPC_HOST": "127.0.0.1",
-                "CDP_HTTP_PORT": str(embedded.free_port()),
-                "CDP_AUTH_SECRET": secret,
-                "CDP_LOG_LEVEL": "warning",
-                "CDP_SHUTDOWN_GRACE_S": "2",
-            }
-            log = root / "logs" / f"{name}.log"
-            proc = spawn_service(name, env, log)
-            stack.services[name] = ServiceProcess(name, proc, port, log, db)
-        for sp in stack.services.values():
-            try:
-                await wait_serving(sp.address, sp.proc)
-            except (RuntimeError, TimeoutError) as e:
-                raise RuntimeError(f"{e}\n--- {sp.log} ---\n{_tail(sp.log)}") from None
-        yield stack
-    finally:
-        for ch in stack._channels:
-            with contextlib.suppress(Exception):
-                await ch.close()
-        await asyncio.to_thread(_terminate, [sp.proc for sp in reversed(list(stack.services.values()))])
-        if not infra.embedded_postgres and stack.services:
-            with contextlib.suppress(Exception):
-                await _drop_databases(infra.database_url, [sp.database_url for sp in stack.services.values()])
-        await asyncio.to_thread(stop_infra, infra)
-        if not keep_logs:
-            shutil.rmtree(root, ignore_errors=True)
+    async with infrastructure(keep_root=keep_logs) as (infra, root):
+        secret = random_secret()
+        prefix = "bench_" + secrets.token_hex(4)
+        stack = BenchStack(infra, secret, issue_token(secret, "bench", ["admin"]), prefix, root)
+        try:
+            for name in services:
+                port = embedded.free_port()
+                db = with_database(infra.database_url, f"{prefix}_{env_key(name).lower()}")
+                log = root / "logs" / f"{name}.log"
+                proc = spawn_service(name, service_env(Env(infra, root, secret, None), name, db, port), log)
+                stack.services[name] = ServiceProcess(name, proc, port, log, db)
+            for sp in stack.services.values():
+                try:
+                    await wait_serving(sp.address, sp.proc)
+                except (RuntimeError, TimeoutError) as e:
+                    raise RuntimeError(f"{e}\n--- {sp.log} ---\n{_tail(sp.log)}") from None
+            yield stack
+        finally:
+            for ch in stack._channels:
+                with contextlib.suppress(Exception):
+                    await ch.close()
+            await asyncio.to_thread(_terminate, [sp.proc for sp in reversed(list(stack.services.values()))])
+            if not infra.embedded_postgres and stack.services:
+                with contextlib.suppress(Exception):
+                    await _drop_databases(infra.database_url, [sp.database_url for sp in stack.services.values()])
 
 
 def _tail(path: Path, n: int = 30) -> str:
@@ -213,9 +211,26 @@ class Env:
     bus: object
 
 
+@contextlib.asynccontextmanager
+async def bench_env(name: str, streams: Sequence[str]) -> AsyncIterator[Env]:
+    """`infrastructure` plus a bus connected as cdp-bench-<name>, with the CDP_<STREAM> streams
+    of `streams` declared; the bus is closed before the servers stop."""
+    from cdp_core.bus import Bus
+
+    async with infrastructure(f"cdp-bench-{name}-") as (infra, root):
+        bus = await Bus.connect(infra.nats_url, name=f"cdp-bench-{name}")
+        try:
+            for stream in streams:
+                await bus.ensure_stream(stream)
+            yield Env(infra, root, random_secret(), bus)
+        finally:
+            with contextlib.suppress(Exception):
+                await bus.close()
+
+
 def service_env(env: Env, service: str, db: str, port: int, extra: dict | None = None) -> dict:
     """The environment of one `python -m cdp_<service>` process on `db`, quiet, on `port`."""
-    key = service.upper().replace("-", "_")
+    key = env_key(service)
     return {"CDP_NATS_URL": env.infra.nats_url, "CDP_DATABASE_URL": env.infra.database_url,
             f"CDP_{key}_DATABASE_URL": db, f"CDP_{key}_GRPC_PORT": str(port), "CDP_GRPC_HOST": "127.0.0.1",
             "CDP_HTTP_PORT": str(embedded.free_port()), "CDP_AUTH_SECRET": env.secret, "CDP_LOG_LEVEL": "warning",
