@@ -16,10 +16,9 @@ import cdp_prediction
 from cdp.identity.v1 import events_pb2 as identity_events
 from cdp.ingest.v1 import events_pb2 as ingest_events
 from cdp_core import envelope
-from cdp_core.consumer import Delivery
-from cdp_core.outbox import OutboxWriter
 from cdp_core.settings import with_database
 from cdp_core.store import open_store
+from cdp_core.testing import apply_envelopes
 from cdp_prediction.projection import PredictionProjection
 
 pytestmark = pytest.mark.component
@@ -49,9 +48,7 @@ async def apply_all(url: str, envs: list[envelope.Envelope]) -> dict:
     pool = await open_store(url, "prediction", Path(cdp_prediction.__file__).parent / "migrations")
     projection = PredictionProjection()
     try:
-        for seq, env in enumerate(envs, 1):
-            async with pool.acquire() as conn, conn.transaction():
-                await projection.handle(conn, Delivery(env, env.type, seq, {}), OutboxWriter())
+        await apply_envelopes(pool, projection, envs)
         async with pool.acquire() as conn:
             return {
                 "rows": [tuple(r) for r in await conn.fetch(

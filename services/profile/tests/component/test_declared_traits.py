@@ -18,7 +18,7 @@ from cdp.common.v1 import identifier_pb2
 from cdp.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from cdp.profile.v1 import profile_pb2, profile_pb2_grpc, traits_pb2, traits_pb2_grpc
 from cdp_core import envelope
-from cdp_core.testing import eventually
+from cdp_core.testing import apply_envelopes, eventually
 from cdp_core.testing.stack import Stack, pinned_logs
 
 pytestmark = pytest.mark.component
@@ -310,8 +310,6 @@ async def _project(url: str, envs: list) -> list:
     from pathlib import Path
 
     import cdp_profile
-    from cdp_core.consumer import Delivery
-    from cdp_core.outbox import OutboxWriter
     from cdp_core.store import open_store
     from cdp_profile import declared, declared_store
     from cdp_profile.computing import drain
@@ -322,9 +320,7 @@ async def _project(url: str, envs: list) -> list:
         async with pool.acquire() as conn:
             await declared_store.apply_definitions(conn, declared.parse_document(DEFINITIONS), dry_run=False)
         projection = ProfileProjection()
-        for seq, env in enumerate(envs, 1):
-            async with pool.acquire() as conn, conn.transaction():
-                await projection.handle(conn, Delivery(env, env.type, seq, {}), OutboxWriter())
+        await apply_envelopes(pool, projection, envs)
         await drain(pool)  # the computed traits (the recomputer's work)
         async with pool.acquire() as conn:
             return [tuple(r) for r in await conn.fetch(

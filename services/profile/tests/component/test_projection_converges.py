@@ -16,10 +16,9 @@ from cdp.common.v1 import identifier_pb2
 from cdp.identity.v1 import events_pb2 as identity_events
 from cdp.ingest.v1 import events_pb2 as ingest_events
 from cdp_core import envelope
-from cdp_core.consumer import Delivery
-from cdp_core.outbox import OutboxWriter
 from cdp_core.settings import with_database
 from cdp_core.store import open_store
+from cdp_core.testing import apply_envelopes
 from cdp_profile.projection import ProfileProjection
 
 pytestmark = pytest.mark.component
@@ -67,9 +66,7 @@ async def apply_all(url: str, envs: list[envelope.Envelope]) -> dict:
     pool = await open_store(url, "profile", Path(cdp_profile.__file__).parent / "migrations")
     projection = ProfileProjection()
     try:
-        for seq, env in enumerate(envs, 1):
-            async with pool.acquire() as conn, conn.transaction():
-                await projection.handle(conn, Delivery(env, env.type, seq, {}), OutboxWriter())
+        await apply_envelopes(pool, projection, envs)
         async with pool.acquire() as conn:
             return {
                 "profiles": [tuple(r) for r in await conn.fetch(
