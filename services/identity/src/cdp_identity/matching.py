@@ -874,11 +874,12 @@ class MatchModel:
         """log2(λ / (1 - λ)), the match weight of the pair before any comparison: with term
         frequencies, λ of its kind (PRIOR_KINDS) when the model has one; else the single prior.
 
-        Without term frequencies (or with fewer than TF_MIN_RECORDS counted) the single prior only: the kinds raise the odds between two
-        sparse records (a name and a postcode) some tenfold, which is safe only when the names'
-        commonness is weighed (María García is many people; María and Marina are two names, not a
-        typo). On the simulator's worlds, kinds without term frequencies lost precision (0.986 on
-        one world) where kinds with them gained recall at the same precision."""
+        Without term frequencies (or with fewer than TF_MIN_RECORDS counted) the single prior
+        only: the kinds raise the odds between two sparse records (a name and a postcode) some
+        tenfold, which is safe only when the names' commonness is weighed (María García is many
+        people; María and Marina are two names, not a typo). On the simulator's worlds, kinds
+        without term frequencies lost precision (0.986 on one world) where kinds with them gained
+        recall at the same precision."""
         return self._kind_weights[prior_kind(a, b)] if term_frequencies else self._prior_weight
 
     def tf_u(self) -> dict[str, float]:
