@@ -147,6 +147,10 @@ class Projection:
         """Applies one message; False when no handler takes its type (tracked, skipped)."""
         return await self.handle_batch(conn, [d], outbox) == 1
 
+    async def stopped(self, pool: asyncpg.Pool) -> None:
+        """Called when a runner of this projection stops (shutdown, a pause, the end of a
+        rebuild): a projection that holds anything in memory to write later writes it here."""
+
 
 @dataclass
 class BatchResult:
@@ -210,6 +214,10 @@ class ConsumerRunner:
                 await sub.unsubscribe()
             except Exception:  # connection already closing
                 pass
+            try:
+                await self.p.stopped(self.pool)
+            except Exception as e:  # noqa: BLE001 - what it would have written is rebuilt later
+                log.warning("projection could not write back on stop", consumer=self.p.name, error=repr(e)[:200])
 
     async def _fetch(self, sub) -> list[Msg] | None:
         """The next messages ([] when none came in time); None when the connection is closed."""

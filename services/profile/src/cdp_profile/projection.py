@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,6 +31,7 @@ from cdp.ingest.v1 import events_pb2 as ingest_events
 from cdp.profile.v1 import events_pb2 as profile_events
 from cdp_core import envelope
 from cdp_core.consumer import Delivery, Projection, handles
+from cdp_core.logs import get_logger
 from cdp_core.outbox import OutboxWriter
 
 from . import accounts, computed, incremental
@@ -37,6 +39,7 @@ from .declared_store import fold_declared, recompute_declared
 from .incremental import State, Unfoldable
 from .queries import channel_of, json_object, pg_json
 
+log = get_logger(__name__)
 SETTINGS = computed.Settings()
 REVISION_SHIFT = 16  # revision >= stream sequence << 16 (see migration 0007)
 
@@ -67,6 +70,38 @@ SELECT up.profile_id, up.event_count, c.xmin::text,
 """
 
 
+@dataclass
+class Held:
+    """A state this process holds: the version (xmin) of the profile_computed row it goes with,
+    and how many folded events the stored `state` column lacks (`unsaved`, since `since`, a
+    monotonic time): the column is written only every so often (`SavePolicy`), on eviction
+    and when the consumer stops; until then the row's `state` is older than the values."""
+
+    version: str
+    state: State
+    unsaved: int = 0
+    since: float = 0.0
+
+
+@dataclass(frozen=True)
+class SavePolicy:
+    """When a held state is written to its row: once `events` folded events or `seconds` have
+    gone unsaved (a crash loses at most that much, and the profile is then computed once from
+    its events: a stored state that does not account for every stored event is never folded
+    into). With no cache (size 0) every state is written at once."""
+
+    events: int = 256
+    seconds: float = 30.0
+
+    @classmethod
+    def from_env(cls) -> SavePolicy:
+        return cls(int(os.environ.get("CDP_PROFILE_STATE_SAVE_EVENTS", "256")),
+                   float(os.environ.get("CDP_PROFILE_STATE_SAVE_S", "30")))
+
+    def due(self, unsaved: int, since: float, now: float) -> bool:
+        return unsaved >= self.events or now - since >= self.seconds
+
+
 class StateCache:
     """The computed-trait states this process wrote last, each under the version of the row it
     wrote (the row's xmin: the writing transaction or subtransaction), so a batch need not read
@@ -74,39 +109,78 @@ class StateCache:
     a row another transaction wrote since (another replica, a merge, a split, a rebuild) has
     another xmin, and one written by a transaction that rolled back was never visible. A state
     is taken out while a batch folds into it and put back with the version of the new row.
-    Least recently used states go first beyond `size`."""
+    Least recently used states go first beyond `size`; those with unsaved events are kept in
+    `evicted` until the caller writes them back (`write_back`)."""
 
-    def __init__(self, size: int):
+    def __init__(self, size: int, policy: SavePolicy | None = None):
         self.size = size
-        self._d: OrderedDict[str, tuple[str, State]] = OrderedDict()
+        self.policy = policy or SavePolicy()
+        self._d: OrderedDict[str, Held] = OrderedDict()
+        self.evicted: list[tuple[str, Held]] = []
 
     def versions(self, pids: list[str]) -> list[str | None]:
         d = self._d
-        return [d[p][0] if p in d else None for p in pids]
+        return [d[p].version if p in d else None for p in pids]
 
-    def take_all(self, pids) -> dict[str, tuple[str, State]]:
-        """{pid: (version, state)} of those held (removed from the cache)."""
+    def take_all(self, pids) -> dict[str, Held]:
+        """{pid: held} of those held (removed from the cache)."""
         d = self._d
         return {p: d.pop(p) for p in pids if p in d}
 
-    def take(self, pid: str, version: str | None) -> State | None:
-        """The state held for this version of the row (removed from the cache), else None."""
+    def take(self, pid: str, version: str | None) -> Held | None:
+        """What is held for this version of the row (removed from the cache), else None."""
         got = self._d.pop(pid, None)
-        return got[1] if got is not None and version is not None and got[0] == version else None
+        return got if got is not None and version is not None and got.version == version else None
 
-    def put(self, pid: str, version: str, st: State) -> None:
+    def put(self, pid: str, held: Held) -> None:
         if self.size <= 0:
             return
         d = self._d
-        d[pid] = (version, st)
+        d[pid] = held
         d.move_to_end(pid)
         while len(d) > self.size:
-            d.popitem(last=False)
+            gone = d.popitem(last=False)
+            if gone[1].unsaved:
+                self.evicted.append(gone)
+
+    def saved(self, pid: str, held: Held, version: str) -> None:
+        """`held` was written back and its row is now `version` (if still held, it is current)."""
+        if self._d.get(pid) is held:
+            self._d[pid] = Held(version, held.state)
+
+    def unsaved(self) -> list[tuple[str, Held]]:
+        """The held states whose rows lack some of their events, and those evicted unsaved."""
+        return [*self.evicted, *((p, h) for p, h in self._d.items() if h.unsaved)]
+
+    def must_save(self, unsaved: int, since: float, now: float) -> bool:
+        return self.size <= 0 or self.policy.due(unsaved, since, now)
 
 
 def state_cache_size() -> int:
     """Profiles whose states a projection holds (10-35 KiB each on the benchmark's workload)."""
     return int(os.environ.get("CDP_PROFILE_STATE_CACHE", "10000"))
+
+
+# Writes held states back to their rows, where each row is still the version held and no other
+# transaction has it locked (a row being written elsewhere is newer: its state is not wanted).
+WRITE_BACK = """
+WITH x AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[]) AS x(p, v, s)),
+     l AS (SELECT c.profile_id FROM profile_computed c JOIN x ON c.profile_id = x.p AND c.xmin::text = x.v
+           ORDER BY c.profile_id FOR UPDATE OF c SKIP LOCKED)
+UPDATE profile_computed c SET state = x.s FROM l JOIN x ON x.p = l.profile_id
+ WHERE c.profile_id = l.profile_id
+RETURNING c.profile_id, c.xmin::text
+"""
+
+
+async def write_back(conn: asyncpg.Connection, held: list[tuple[str, Held]]) -> dict[str, str]:
+    """Stores these held states in their rows (see WRITE_BACK); {pid: the row's new version}."""
+    if not held:
+        return {}
+    rows = await conn.fetch(WRITE_BACK, [p for p, _ in held], [h.version for _, h in held],
+                            [h.state.dumps() for _, h in held])
+    return dict(rows)
+
 
 # One statement per batch: the timeline's row of every event (JSON text cast to jsonb by the server).
 INSERT_EVENTS = """
@@ -160,7 +234,20 @@ class ProfileProjection(Projection):
     def __init__(self) -> None:
         super().__init__()
         # the states this projection wrote last (a rebuild's projection holds its own)
-        self.states = StateCache(state_cache_size())
+        self.states = StateCache(state_cache_size(), SavePolicy.from_env())
+
+    async def stopped(self, pool: asyncpg.Pool) -> None:
+        """Writes back the states held with events their rows lack (see SavePolicy)."""
+        unsaved = self.states.unsaved()
+        if not unsaved:
+            return
+        self.states.evicted = []
+        async with pool.acquire() as conn, conn.transaction():
+            versions = await write_back(conn, unsaved)
+        for pid, h in unsaved:
+            if pid in versions:
+                self.states.saved(pid, h, versions[pid])
+        log.info("computed-trait states written back", profiles=len(versions), held=len(unsaved))
 
     @handles("cdp.identity.resolved", batch=True)
     async def on_resolved(self, conn: asyncpg.Connection, ds: list[Delivery], outbox: OutboxWriter) -> None:
@@ -189,7 +276,7 @@ class ProfileProjection(Projection):
                 ahead.exception()  # retrieved: raised above where it mattered
 
     async def _apply_resolved(self, conn: asyncpg.Connection, rs: list, events: list[tuple],
-                              batch: dict[str, list[int]], held: dict[str, tuple[str, State]],
+                              batch: dict[str, list[int]], held: dict[str, Held],
                               ahead: asyncio.Task, outbox: OutboxWriter) -> None:
         rows = [timeline_row(r.event) for _, r in rs]
         new = {row[0] for row in await conn.fetch(
@@ -209,7 +296,7 @@ class ProfileProjection(Projection):
         pids = list(figures)
         stored = {r[0]: (r[1], r[2], r[3]) for r in await conn.fetch(
             UPSERT_COUNTS, pids, [f[0] for f in figures.values()], [f[1] for f in figures.values()],
-            [f[2] for f in figures.values()], [held[p][0] if p in held else None for p in pids])}
+            [f[2] for f in figures.values()], [held[p].version if p in held else None for p in pids])}
         identifiers: dict[tuple[str, str], str] = {}
         winners: dict[tuple[str, str], tuple] = {}  # (pid, trait) -> (time, event id, json value)
         for (event_id, pid, occurred), (_, r) in zip(events, rs, strict=True):
@@ -353,39 +440,41 @@ def _obj(text: str) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-async def _fold_ahead(batch: dict[str, list[int]], held: dict[str, tuple[str, State]], events: list[tuple],
-                      rs: list) -> tuple[dict[str, list[computed.Event]], dict[str, tuple]]:
+async def _fold_ahead(batch: dict[str, list[int]], held: dict[str, Held], events: list[tuple],
+                      rs: list) -> tuple[dict[str, list[computed.Event]], dict[str, tuple[Held, bytes]]]:
     """The batch's events parsed, by profile; and for each profile whose state this process
-    holds (`held`, taken out of the projection's cache), that state with all of them folded in, its values and
-    its stored form: {pid: (version of the row it was held for, state, values, stored form)}.
-    Yields to the event loop after each profile, so the batch's statements go on meanwhile."""
+    holds (`held`, taken out of the projection's cache), that state with all of them folded in
+    and its values: {pid: (held, values)}. Yields to the event loop after each profile, so the
+    batch's statements go on meanwhile."""
     parsed: dict[str, list[computed.Event]] = {}
-    folded: dict[str, tuple] = {}
+    folded: dict[str, tuple[Held, bytes]] = {}
     for pid, idx in batch.items():
         evs = parsed[pid] = [_event(events[i], rs[i][1].event) for i in idx]
         if pid in held:
-            version, st = held[pid]
+            h = held[pid]
             try:
                 for e in sorted(evs, key=lambda e: (e.occurred_at, e.event_id)):
-                    st.fold(e)
+                    h.state.fold(e)
             except Unfoldable:
                 pass  # the state is spent; fold_computed computes this profile from its events
             else:
-                folded[pid] = (version, st, orjson.dumps(st.result()), st.dumps())
+                folded[pid] = (h, orjson.dumps(h.state.result()))
         await asyncio.sleep(0)
     return parsed, folded
 
 
 async def fold_computed(conn: asyncpg.Connection, new_events: dict[str, list[computed.Event]],
-                        stored: dict[str, tuple] | None = None, ahead: dict[str, tuple] | None = None,
+                        stored: dict[str, tuple] | None = None, ahead: dict[str, tuple[Held, bytes]] | None = None,
                         cache: StateCache | None = None) -> dict[str, bytes]:
-    """Folds each profile's new events into its stored state and stores the values (the caller
-    holds the profiles' locks and has stored the events). A profile whose state is missing,
-    of another layout, does not account for every stored event, or cannot fold an event
-    exactly (`Unfoldable`) is computed from all its events instead. `ahead`: profiles whose
-    new events were all folded already (`_fold_ahead`) into the state held for a version of
-    the row; used when the row is still that version. `cache`: the states the caller holds
-    (taken from, and given the states written). {pid: computed traits as JSON}."""
+    """Folds each profile's new events into its state and stores the values (the caller
+    holds the profiles' locks and has stored the events). The state is the one `cache` holds
+    for the row's version, else the stored one; a profile whose state is missing, of another
+    layout, does not account for every stored event (a stored state is written only every so
+    often: `SavePolicy`), or cannot fold an event exactly (`Unfoldable`) is computed from all
+    its events instead. `ahead`: profiles whose new events were all folded already
+    (`_fold_ahead`) into the state held for a version of the row; used when the row is still
+    that version. `cache`: the states the caller holds (taken from, and given the states
+    written). {pid: computed traits as JSON}."""
     if not new_events:
         return {}
     ahead = ahead or {}
@@ -394,34 +483,37 @@ async def fold_computed(conn: asyncpg.Connection, new_events: dict[str, list[com
         stored = {r[0]: (r[1], r[2], r[3]) for r in await conn.fetch(
             "SELECT p.profile_id, p.event_count, c.xmin::text, c.state FROM profiles p "
             "LEFT JOIN profile_computed c ON c.profile_id = p.profile_id WHERE p.profile_id = ANY($1::text[])", pids)}
-    states: dict[str, State] = {}
-    ready: dict[str, tuple[bytes, bytes]] = {}  # pid -> (values, stored form), folded ahead
+    now = time.monotonic()
+    folded: dict[str, Held] = {}  # pid -> its state with the new events, version and unsaved count to be set
+    ready: dict[str, bytes] = {}  # pid -> values, folded ahead
     full: set[str] = set()
     for pid in pids:
         evs = sorted(new_events[pid], key=lambda e: (e.occurred_at, e.event_id))
         count, version, blob = stored.get(pid, (0, None, None))
         if pid in ahead:
-            held_for, st, values, dumped = ahead[pid]
-            if version is not None and held_for == version and st.n == count:
-                states[pid], ready[pid] = st, (values, dumped)
+            h, values = ahead[pid]
+            if version is not None and h.version == version and h.state.n == count:
+                folded[pid], ready[pid] = Held(version, h.state, h.unsaved + len(evs), h.since if h.unsaved else now), values
                 continue
-        st = cache.take(pid, version) if cache is not None else None  # if the row is still the one held
-        if st is None and blob is not None:
+        h = cache.take(pid, version) if cache is not None else None  # if the row is still the one held
+        if h is None and blob is not None:
             st = State.loads(blob, SETTINGS)
-        elif st is None and version is None and count == len(evs):
-            st = State(SETTINGS)  # a profile's first events
-        if st is None or st.n + len(evs) != count:
+            h = Held(version, st) if st is not None else None
+        elif h is None and version is None and count == len(evs):
+            h = Held("", State(SETTINGS))  # a profile's first events
+        if h is None or h.state.n + len(evs) != count:
             full.add(pid)
             continue
         try:
             for e in evs:
-                st.fold(e)
+                h.state.fold(e)
         except Unfoldable:
             full.add(pid)
             continue
-        states[pid] = st
-    states.update(await _states_from_events(conn, full))
-    return await _store(conn, states, ready, cache)
+        folded[pid] = Held(version or "", h.state, h.unsaved + len(evs), h.since if h.unsaved else now)
+    for pid, st in (await _states_from_events(conn, full)).items():
+        folded[pid] = Held("", st)  # computed afresh: stored at once
+    return await _store(conn, folded, ready, cache)
 
 
 async def _states_from_events(conn: asyncpg.Connection, pids: set[str]) -> dict[str, State]:
@@ -437,23 +529,34 @@ async def _states_from_events(conn: asyncpg.Connection, pids: set[str]) -> dict[
     return {pid: State.from_events(evs, SETTINGS) for pid, evs in by_profile.items()}
 
 
-async def _store(conn: asyncpg.Connection, states: dict[str, State], ready: dict[str, tuple[bytes, bytes]] | None = None,
+async def _store(conn: asyncpg.Connection, states: dict[str, Held], ready: dict[str, bytes] | None = None,
                  cache: StateCache | None = None) -> dict[str, bytes]:
-    """Stores the states and their values (`ready`: {pid: (values, stored form)} computed
-    already), and holds the states in `cache` under the versions written; {pid: the values as JSON}."""
+    """Stores the states' values (`ready`: {pid: values} computed already), and the states
+    themselves where they have none unsaved or `cache` says they are due (the others keep the
+    stored state, older); holds the states in `cache` under the versions written, and writes
+    back the states it evicted unsaved. {pid: the values as JSON}."""
     ready = ready or {}
-    values = {pid: ready[pid][0] if pid in ready else orjson.dumps(st.result()) for pid, st in states.items()}
+    now = time.monotonic()
+    values = {pid: ready[pid] if pid in ready else orjson.dumps(h.state.result()) for pid, h in states.items()}
     ids = sorted(values)
+    save = {p for p in ids if not states[p].unsaved or cache is None or cache.must_save(
+        states[p].unsaved, states[p].since, now)}
     if ids:
         for pid, version in await conn.fetch(
                 "INSERT INTO profile_computed AS c (profile_id, computed, as_of, state) "
                 "SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::bytea[]) ON CONFLICT (profile_id) "
-                "DO UPDATE SET computed = excluded.computed, as_of = excluded.as_of, state = excluded.state "
+                "DO UPDATE SET computed = excluded.computed, as_of = excluded.as_of, "
+                "state = COALESCE(excluded.state, c.state) "
                 "RETURNING c.profile_id, c.xmin::text",
-                ids, [values[p].decode() for p in ids], [_as_of(states[p]) for p in ids],
-                [ready[p][1] if p in ready else states[p].dumps() for p in ids]):
+                ids, [values[p].decode() for p in ids], [_as_of(states[p].state) for p in ids],
+                [states[p].state.dumps() if p in save else None for p in ids]):
             if cache is not None:
-                cache.put(pid, version, states[pid])
+                h = states[pid]
+                cache.put(pid, Held(version, h.state, 0, 0.0) if pid in save else Held(version, h.state, h.unsaved,
+                                                                                         h.since))
+    if cache is not None and cache.evicted:
+        evicted, cache.evicted = cache.evicted, []
+        await write_back(conn, evicted)
     return values
 
 
@@ -468,7 +571,8 @@ async def recompute(conn: asyncpg.Connection, pids: set[str], cache: StateCache 
     {pid: computed traits as JSON} of those with events."""
     if not pids:
         return {}
-    return await _store(conn, await _states_from_events(conn, pids), cache=cache)
+    return await _store(conn, {p: Held("", st) for p, st in (await _states_from_events(conn, pids)).items()},
+                        cache=cache)
 
 
 # One round trip: bump the revisions (by the change's message count, at least to its stream
