@@ -15,11 +15,15 @@ compared with the stored records of existing profiles that share one of its bloc
    per record and looks candidates up.
 3. `compare_levels(a, b, tf)` puts each field in a level (LEVELS): `exact`; for names `close`
    (one keystroke apart — a letter substituted, dropped, doubled or two swapped — or a nickname)
-   and `similar` (Jaro-Winkler); for surnames `exact` (all surnames alike) apart from `first`
-   (the one surname both sides give: relatives share it); for postcodes `typo` (one character
-   off, one value much rarer than the other: its typo) apart from `close` (two places people
-   live in); `different`. Missing on either side is neutral (weight 0). With term frequencies,
-   two common names one keystroke apart (María, Marina) are `different`.
+   and `similar` (Jaro-Winkler; a nickname of another name, joe and jose, is at most `similar`);
+   for surnames `exact` (all surnames alike) apart from `first` (the one surname both sides give:
+   relatives share it); for postcodes `typo` (one character off, one value much rarer than the
+   other: its typo) apart from `key` (one digit replaced by a neighbouring key's) and `close`
+   (two places people live in); `different`. Missing on either side is neutral (weight 0). With
+   term frequencies, two common names one keystroke apart (María, Marina) are `different`, and
+   two values two keystrokes apart that are each one keystroke from one common value
+   (`typo_source`: cavo and callvo for calvo, 28105 and 28006 for 28005) are `close` names or a
+   `typo` postcode: two records that both mistyped it.
 4. `MatchModel.score(a, b, tf)`: each level's weight is log2(m/u), m = P(level | same person),
    u = P(level | different people); the prior's log-odds log2(λ/(1-λ)) is added (with term
    frequencies, λ of the pair's kind, PRIOR_KINDS: two till receipts are of one person far more
@@ -35,7 +39,9 @@ compared with the stored records of existing profiles that share one of its bloc
 6. `best_matches(model, rec, candidates, thresholds, tf=, sizes=)` decides: a profile's score is
    its best record's; "the record is profile k's person" and "someone new" exclude each other,
    so the posterior of k is odds_k / (1 + Σ odds) (two namesakes who fit equally well share
-   it and neither merges), with n times the prior odds for a profile of n records. At or above
+   it and neither merges), with n times the prior odds for a profile of n records; the likeliest
+   profile also gets the share of another that may be its person (`_shared_posteriors`: two
+   profiles of one person, not merged yet, would otherwise split it). At or above
    `thresholds.match` it merges; pairs at or above `thresholds.review` are listed for review.
    `choose_threshold` picks the match threshold from the model's own posteriors for a target
    precision.
@@ -69,7 +75,7 @@ LEVELS: dict[str, tuple[str, ...]] = {
     "birthday": ("exact", "close", "different"),
     "street": ("exact", "close", "different"),
     "city": ("exact", "close", "different"),
-    "postal_code": ("exact", "typo", "close", "different"),
+    "postal_code": ("exact", "typo", "key", "close", "different"),
     "state": ("exact", "different"),
     "phone": ("exact", "close", "different"),
     "email_local": ("exact", "close", "different"),
@@ -409,9 +415,14 @@ def _cmp_first(a: str, b: str) -> int:
     if a == b:
         return 0
     ca, cb = canonical_first(a), canonical_first(b)
-    if ca == cb or a.replace(" ", "") == b.replace(" ", "") or _one_edit(a, b):
+    if ca == cb or a.replace(" ", "") == b.replace(" ", ""):
         return 1
     s = max(JaroWinkler.similarity(a, b), JaroWinkler.similarity(ca, cb))
+    if a in NICKNAMES or b in NICKNAMES:
+        # a nickname of another name is that name, not a typo of this one (joe, jose): at most similar
+        return 2 if s >= NAME_SIMILAR or _one_edit(a, b) else 3
+    if _one_edit(a, b):
+        return 1
     return 1 if s >= NAME_CLOSE else 2 if s >= NAME_SIMILAR else 3
 
 
@@ -468,13 +479,28 @@ def _cmp_city(a: str, b: str) -> int:
     return 1 if JaroWinkler.similarity(a, b) >= CITY_CLOSE else 2
 
 
+# Digits on neighbouring keys, of a keyboard's number row (1 … 9 0) or of a numeric keypad (7 8 9 /
+# 4 5 6 / 1 2 3 / 0): the digit a slipped finger types instead.
+_KEY_NEIGHBOURS = frozenset(frozenset(p) for p in (
+    "12", "23", "34", "45", "56", "67", "78", "89", "90",  # the number row
+    "74", "41", "10", "85", "52", "20", "96", "63"))  # the keypad's columns
+
+
 def _cmp_postcode(a: str, b: str) -> int:
-    """`close`: one character apart within one region (the first two characters agree: a
-    province in Spain, a group of states in the US), else `different`. `typo` is set by
-    `compare_levels` from the term frequencies."""
+    """`key`: one digit replaced by the digit of a neighbouring key (_KEY_NEIGHBOURS) within one
+    region (the first two characters agree: a province in Spain, a group of states in the US);
+    `close`: one keystroke apart otherwise within one region (a character substituted, dropped,
+    added, or two adjacent ones swapped); else `different`. `typo` is set by `compare_levels`
+    from the term frequencies."""
     if a == b:
         return 0
-    return 2 if a[:2] == b[:2] and Levenshtein.distance(a, b, score_cutoff=1) <= 1 else 3
+    if a[:2] != b[:2] or OSA.distance(a, b, score_cutoff=1) > 1:
+        return 4
+    if len(a) == len(b):
+        d = [(x, y) for x, y in zip(a, b, strict=True) if x != y]
+        if len(d) == 1 and frozenset(d[0]) in _KEY_NEIGHBOURS:
+            return 2
+    return 3
 
 
 def _cmp_state(a: str, b: str) -> int:
@@ -516,20 +542,26 @@ _DWELLING_IX = FIELDS.index(DWELLING_FIELD)
 _HOUSEHOLD_IX: tuple[int, ...] = tuple(FIELDS.index(f) for f in HOUSEHOLD_FIELDS)
 _POSTCODE_IX = FIELDS.index("postal_code")
 _PC_TYPO, _PC_CLOSE = LEVELS["postal_code"].index("typo"), LEVELS["postal_code"].index("close")
+_PC_KEY = LEVELS["postal_code"].index("key")
 TYPO_RATIO = 3.0  # a value this many times rarer than a close one is taken for its typo
 TF_COMMON_COUNT = 2  # a name held by this many stored records is a name, not a typo
 _NAME_IX = (("first_name", FIELDS.index("first_name")), ("last_name", FIELDS.index("last_name")))
 _NAME_CLOSE = {"first_name": LEVELS["first_name"].index("close"), "last_name": LEVELS["last_name"].index("close")}
+_NAME_SIMILAR = {"first_name": LEVELS["first_name"].index("similar"), "last_name": LEVELS["last_name"].index("similar")}
+_PC_DIFFERENT = LEVELS["postal_code"].index("different")
 
 
 def compare_levels(a: MatchRecord, b: MatchRecord, tf: TermFrequencies | None = None) -> tuple[int, ...]:
     """The level index of each field in FIELDS order (an index into LEVELS[field]); -1 when
     either side lacks the field.
 
-    With term frequencies, a `close` postcode where one value is TYPO_RATIO times rarer than
-    the other is a `typo`: the rare one is most likely the common one mistyped, and the pair is
-    nearly as telling as an exact match, whereas two common postcodes one digit apart are two
-    neighbouring places (people living in both). Without, every such pair is `close`."""
+    With term frequencies, a `key` or `close` postcode where one value is TYPO_RATIO times rarer
+    than the other is a `typo`: the rare one is most likely the common one mistyped, and the pair
+    is nearly as telling as an exact match, whereas two common postcodes one digit apart are two
+    neighbouring places (people living in both). Without, every such pair is `key` or `close`.
+    With them too, two values two keystrokes apart that are each one keystroke from one common
+    value (`typo_source`) are a `close` name (a `similar` one without) or a `typo` postcode (a
+    `different` one without)."""
     out = []
     for f in FIELDS:
         x, y = getattr(a, f), getattr(b, f)
@@ -538,7 +570,7 @@ def compare_levels(a: MatchRecord, b: MatchRecord, tf: TermFrequencies | None = 
         else:
             out.append(_COMPARE[f](x, y) if x <= y else _COMPARE[f](y, x))
     if tf is not None:
-        if out[_POSTCODE_IX] == _PC_CLOSE and "postal_code" in tf.fields:
+        if out[_POSTCODE_IX] in (_PC_KEY, _PC_CLOSE) and "postal_code" in tf.fields:
             ta, tb = tf.tf("postal_code", a.postal_code), tf.tf("postal_code", b.postal_code)
             if max(ta, tb) >= TYPO_RATIO * min(ta, tb):
                 out[_POSTCODE_IX] = _PC_TYPO
@@ -547,7 +579,60 @@ def compare_levels(a: MatchRecord, b: MatchRecord, tf: TermFrequencies | None = 
                 x, y = tf_value(f, getattr(a, f)), tf_value(f, getattr(b, f))
                 if x != y and _two_names(tf, f, x, y):
                     out[k] = len(LEVELS[f]) - 1
+            elif out[k] == _NAME_SIMILAR[f] and f in tf.fields and _same_source(a, b, f, tf):
+                out[k] = _NAME_CLOSE[f]
+        if out[_POSTCODE_IX] == _PC_DIFFERENT and "postal_code" in tf.fields and _same_source(a, b, "postal_code", tf):
+            out[_POSTCODE_IX] = _PC_TYPO
     return tuple(out)
+
+
+def _same_source(a: MatchRecord, b: MatchRecord, f: str, tf: TermFrequencies) -> bool:
+    """Whether the two values of `f` (two keystrokes apart) are each one keystroke from one common
+    value (`typo_source`): two records that both mistyped it (cavo and callvo for calvo, 28105 and
+    28006 for 28005). Surnames by their first word, the rest agreeing within a keystroke."""
+    x, y = getattr(a, f), getattr(b, f)
+    if f == "last_name":
+        wx, wy = x.split(" ", 1), y.split(" ", 1)
+        if len(wx) > 1 and len(wy) > 1 and wx[1] != wy[1] and not _one_edit(wx[1], wy[1]):
+            return False
+        x, y = wx[0], wy[0]
+    elif f == "postal_code" and x[:2] != y[:2]:
+        return False  # two regions: not one value mistyped
+    return typo_source(tf, f, tf_value(f, x), tf_value(f, y)) is not None
+
+
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+_ALNUM = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+@lru_cache(maxsize=65_536)
+def _edits1(s: str) -> frozenset[str]:
+    """The strings one keystroke from `s` (a letter or digit substituted, dropped, added, or two
+    adjacent ones swapped), over the alphabet of its kind (letters for names; digits and upper
+    case letters for postcodes)."""
+    alphabet = _LETTERS if s.isalpha() and s.islower() else _ALNUM
+    splits = [(s[:i], s[i:]) for i in range(len(s) + 1)]
+    out = {lft + rgt[1:] for lft, rgt in splits if rgt}
+    out |= {lft + rgt[1] + rgt[0] + rgt[2:] for lft, rgt in splits if len(rgt) > 1}
+    out |= {lft + ch + rgt[1:] for lft, rgt in splits if rgt for ch in alphabet}
+    out |= {lft + ch + rgt for lft, rgt in splits for ch in alphabet}
+    out.discard(s)
+    return frozenset(out)
+
+
+def typo_source(tf: TermFrequencies, f: str, x: str, y: str) -> str | None:
+    """The value both `x` and `y` are one keystroke from, when they are two keystrokes apart and it
+    is common (held by TF_COMMON_COUNT stored records or more) and TYPO_RATIO times more common
+    than either: the two are most likely that one value, mistyped twice (the stored records are
+    the dictionary a spelling corrector would use). None otherwise, or when several qualify."""
+    if f not in tf.fields or not tf.weighing or x == y or min(len(x), len(y)) < 3:
+        return None
+    if OSA.distance(x, y, score_cutoff=2) != 2:
+        return None
+    counts = tf.counts[f]
+    need = max(TF_COMMON_COUNT, TYPO_RATIO * max(counts.get(x, 0), counts.get(y, 0), 1))
+    found = [c for c in _edits1(x) & _edits1(y) if counts.get(c, 0) >= need]
+    return found[0] if len(found) == 1 else None
 
 
 def _two_names(tf: TermFrequencies, f: str, x: str, y: str) -> bool:
@@ -565,8 +650,14 @@ TF_FIELDS: tuple[str, ...] = ("first_name", "last_name", "postal_code")
 TF_LEVELS: dict[str, frozenset[str]] = {
     "first_name": frozenset({"exact", "close"}),
     "last_name": frozenset({"exact", "first", "close"}),
-    "postal_code": frozenset({"exact", "typo", "close"}),
+    "postal_code": frozenset({"exact", "typo", "key", "close"}),
 }
+# Fields whose `close` level may weigh more than `exact` when term frequencies weigh: with the
+# counts, two common names one keystroke apart are `different` (María, Marina), so a close name is a
+# rare spelling beside a common one, rarer among strangers than the same name is (u of close is a
+# tenth of u of exact) and as frequent among one person's records as the tills' typos make it (on
+# the simulator's worlds EM measures m of close at 0.20-0.26 where a monotone cap held it at 0.09).
+TF_FREE_CLOSE_FIELDS: tuple[str, ...] = ("first_name", "last_name")
 TF_MAX_BITS = 4.0  # an adjustment moves a field's weight by at most this many bits either way
 TF_PSEUDO_COUNT = 1.0  # added to every value's count: an unseen value is rare, not impossible
 MAX_TF_VALUE_LENGTH = 200  # longer values are not counted (a record's fields are short)
@@ -732,7 +823,7 @@ _DEFAULT_MU: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "birthday": ((0.95, 0.03, 0.02), (0.0002, 0.002, 0.9978)),
     "street": ((0.85, 0.10, 0.05), (0.001, 0.01, 0.989)),
     "city": ((0.92, 0.04, 0.04), (0.10, 0.01, 0.89)),
-    "postal_code": ((0.85, 0.04, 0.08, 0.03), (0.0018, 0.0007, 0.026, 0.9715)),
+    "postal_code": ((0.85, 0.04, 0.06, 0.02, 0.03), (0.0018, 0.0007, 0.009, 0.017, 0.9715)),
     "state": ((0.95, 0.05), (0.20, 0.80)),
     "phone": ((0.85, 0.05, 0.10), (0.0001, 0.0001, 0.9998)),
     "email_local": ((0.85, 0.05, 0.10), (0.0001, 0.0001, 0.9998)),
@@ -774,6 +865,17 @@ class MatchModel:
         self._hh_weights = {FIELDS.index(f): tuple(_log2(m) - _log2(u) for m, u in
                                                    zip(self.params[f].m, self.household[f], strict=True))
                             for f in HOUSEHOLD_FIELDS}
+        # without term frequencies a `close` name may be two names (María, Marina), so a name's
+        # weights are made monotone (`_monotone`: a close name never counts more than an exact
+        # one); with them (TF_FREE_CLOSE_FIELDS), a close name is a rare spelling of a common one and
+        # counts as EM measured it
+        capped = {f: FieldParams(tuple(_monotone(self.params[f].m, self.params[f].u)), self.params[f].u)
+                  for f in TF_FREE_CLOSE_FIELDS if f in self.params}
+        self._weights_plain = self._weights | {
+            f: tuple(_log2(m) - _log2(u) for m, u in zip(p.m, p.u, strict=True)) for f, p in capped.items()}
+        self._hh_weights_plain = self._hh_weights | {
+            FIELDS.index(f): tuple(_log2(m) - _log2(u) for m, u in zip(p.m, self.household[f], strict=True))
+            for f, p in capped.items() if f in HOUSEHOLD_FIELDS}
         self._prior_weight = _log2(prior) - _log2(1 - prior)
         self._kind_weights = tuple(_log2(lam) - _log2(1 - lam) for lam in
                                    (self.priors.get(k, prior) for k in PRIOR_KINDS))
@@ -891,19 +993,26 @@ class MatchModel:
         """An empty term-frequency table for this model (fed with `add` as records are stored)."""
         return TermFrequencies(TF_FIELDS, u=self.tf_u(), min_records=min_records)
 
-    def weights(self) -> dict[str, dict[str, float]]:
-        """log2(m/u) per field and level."""
-        return {f: dict(zip(LEVELS[f], (round(x, 3) for x in w), strict=True)) for f, w in self._weights.items()}
+    def weights(self, typo_aware: bool = True) -> dict[str, dict[str, float]]:
+        """log2(m/u) per field and level; `typo_aware=False`: as scoring without term frequencies
+        weighs them (the TF_FREE_CLOSE_FIELDS made monotone)."""
+        ws = self._weights if typo_aware else self._weights_plain
+        return {f: dict(zip(LEVELS[f], (round(x, 3) for x in w), strict=True)) for f, w in ws.items()}
 
-    def _contributions(self, levels: Sequence[int], tf_adjust: Mapping[int, float] | None = None) -> list[float]:
-        ws = [0.0 if lv == MISSING else self._weights[f][lv] for f, lv in zip(FIELDS, levels, strict=True)]
+    def _contributions(self, levels: Sequence[int], tf_adjust: Mapping[int, float] | None = None,
+                       typo_aware: bool = False) -> list[float]:
+        """Each field's weight; `typo_aware` when term frequencies weigh (the names' weights as
+        EM measured them, else made monotone)."""
+        weights, hh_weights = (self._weights, self._hh_weights) if typo_aware else \
+            (self._weights_plain, self._hh_weights_plain)
+        ws = [0.0 if lv == MISSING else weights[f][lv] for f, lv in zip(FIELDS, levels, strict=True)]
         dwelling = levels[_DWELLING_IX] == 0
         if tf_adjust:
             for k, adj in tf_adjust.items():
                 if not (dwelling and k in _HOUSEHOLD_IX):
                     ws[k] += adj
         if dwelling:  # one dwelling: relatives, not strangers, are the alternative
-            for k, hw in self._hh_weights.items():
+            for k, hw in hh_weights.items():
                 if levels[k] != MISSING:
                     ws[k] = hw[levels[k]]
         best = max(_GROUP_IX, key=lambda k: ws[k])
@@ -933,6 +1042,10 @@ class MatchModel:
                 continue
             x, y = tf_value(f, getattr(a, f)), tf_value(f, getattr(b, f))
             t = tf.tf(f, x) if x == y else max(tf.tf(f, x), tf.tf(f, y))
+            if x != y and OSA.distance(x, y, score_cutoff=2) == 2:
+                src = typo_source(tf, f, x, y)  # both mistyped: the common value's frequency
+                if src is not None:
+                    t = max(t, tf.tf(f, src))
             adj = _log2(self._tf_u[k]) - _log2(t)
             out[k] = max(-TF_MAX_BITS, min(TF_MAX_BITS, adj))
         return out
@@ -940,8 +1053,9 @@ class MatchModel:
     def weight(self, a: MatchRecord, b: MatchRecord, tf: TermFrequencies | None = None) -> float:
         """`score(a, b, tf).weight` alone (cheaper: no comparisons kept)."""
         levels = compare_levels(a, b, tf)
-        return self.prior_weight_of(a, b, tf is not None and tf.weighing) + sum(
-            self._contributions(levels, self.tf_adjustments(a, b, levels, tf) if tf is not None else None))
+        aware = tf is not None and tf.weighing
+        return self.prior_weight_of(a, b, aware) + sum(
+            self._contributions(levels, self.tf_adjustments(a, b, levels, tf) if tf is not None else None, aware))
 
     def score(self, a: MatchRecord, b: MatchRecord, tf: TermFrequencies | None = None) -> MatchScore:
         """The match weight (prior log-odds plus each field's counted weight) and probability.
@@ -949,10 +1063,11 @@ class MatchModel:
         agrees less strongly than another address field (ADDRESS_GROUP); with `tf`, the
         term-frequency adjustment is included (`tf_adjustments`)."""
         levels = compare_levels(a, b, tf)
-        ws = self._contributions(levels, self.tf_adjustments(a, b, levels, tf) if tf is not None else None)
+        aware = tf is not None and tf.weighing
+        ws = self._contributions(levels, self.tf_adjustments(a, b, levels, tf) if tf is not None else None, aware)
         comps = tuple(Comparison(f, "missing" if lv == MISSING else LEVELS[f][lv], w)
                       for f, lv, w in zip(FIELDS, levels, ws, strict=True))
-        w = self.prior_weight_of(a, b, tf is not None and tf.weighing) + sum(ws)
+        w = self.prior_weight_of(a, b, aware) + sum(ws)
         vetoed = tuple(c.field for c in comps if c.field in self.vetoes and c.level == "different")
         return MatchScore(w, _probability(w), comps, vetoed)
 
@@ -975,6 +1090,9 @@ class MatchModel:
           of the names (address fields left out: people of one household share them). Each
           session: E, the match posterior of each pair from m, u fixed, and the session's λ; M, m
           and λ as posterior-weighted frequencies; until λ moves less than `tol` or `max_iter`.
+          The weights are then made monotone (`_monotone`), but for a close name's
+          (TF_FREE_CLOSE_FIELDS: it may weigh more than an exact one when scored with term
+          frequencies; without, it is capped when scored).
         - the prior λ: the share of all pairs that match, i.e. the expected matches among the
           candidate pairs (EM over λ alone, m and u fixed) over n(n-1)/2. It shrinks as the
           population grows, as it should: a name and a postcode say less among more people.
@@ -1067,7 +1185,8 @@ class MatchModel:
                 m[k] = sm[k]
                 learnt.add(k)
         for k in learnt:
-            m[k] = np.array(_monotone(m[k], u[k]))
+            f = FIELDS[k]  # a close name may count more than an exact one (TF_FREE_CLOSE_FIELDS)
+            m[k] = np.array(_monotone(m[k], u[k], LEVELS[f].index("close") if f in TF_FREE_CLOSE_FIELDS else None))
         # the prior: expected matches among all candidate pairs, over all pairs; and the same per
         # kind of pair (PRIOR_KINDS), over the pairs of that kind
         cand = pair_set(_BLOCK_PREFIXES)
@@ -1149,12 +1268,15 @@ def _em(patterns, counts, m, u, use: list[int], learn: list[int], *, max_iter: i
     return m, lam
 
 
-def _monotone(m, u):
+def _monotone(m, u, free: int | None = None):
     """m adjusted so that the weights log2(m/u) do not rise from one level to the next (a close
-    name never counts more than an exact one); the mass taken off goes to the exact level."""
+    name never counts more than an exact one); the mass taken off goes to the exact level. The
+    level `free` (if any) is neither capped nor caps the levels after it."""
     m = [float(x) for x in m]
     for i in range(1, len(m)):
-        cap = u[i] * m[i - 1] / u[i - 1]
+        if i == free:
+            continue
+        cap = u[i] * min(m[j] / u[j] for j in range(i) if j != free)
         if m[i] > cap:
             m[0] += m[i] - cap
             m[i] = cap
@@ -1169,26 +1291,32 @@ def _smooth(counts: Sequence[float], alpha: float = 0.5) -> tuple[float, ...]:
 
 # The levels of a field before it gained one, and how a model saved then maps onto today's: the
 # old level's probability is shared between the new levels that split it.
-LEGACY_LEVELS: dict[str, dict[str, tuple[str, ...]]] = {
+LEGACY_LEVELS: dict[str, tuple[dict[str, tuple[str, ...]], ...]] = {
     # until last_name told two agreeing surnames from the first one: exact covered both
-    "last_name": {"exact": ("exact", "first"), "close": ("close",), "similar": ("similar",),
-                  "different": ("different",)},
-    # until postal_code told a typo'd postcode from a neighbouring one: close covered both
-    "postal_code": {"exact": ("exact",), "close": ("typo", "close"), "different": ("different",)},
+    "last_name": ({"exact": ("exact", "first"), "close": ("close",), "similar": ("similar",),
+                   "different": ("different",)},),
+    "postal_code": (
+        # until postal_code told a typo'd postcode from a neighbouring one: close covered all three
+        {"exact": ("exact",), "close": ("typo", "key", "close"), "different": ("different",)},
+        # until it told a digit of a neighbouring key from any other: close covered both
+        {"exact": ("exact",), "typo": ("typo",), "close": ("key", "close"), "different": ("different",)},
+    ),
 }
 
 
 def _legacy(spec: Mapping, f: str) -> Mapping:
-    """A level mapping written for LEGACY_LEVELS[f], in today's levels; any other unchanged."""
-    old = LEGACY_LEVELS.get(f)
-    if old is None or set(spec) != set(old):
-        return spec
-    out: dict[str, object] = {}
-    for level, into in old.items():
-        v = spec[level]
-        for lv in into:
-            out[lv] = v / len(into) if isinstance(v, int | float) and not isinstance(v, bool) else v
-    return out
+    """A level mapping written for one of LEGACY_LEVELS[f], in today's levels (an old level's
+    probability shared equally by the levels that split it: the same weight); any other unchanged."""
+    for old in LEGACY_LEVELS.get(f, ()):
+        if set(spec) != set(old):
+            continue
+        out: dict[str, object] = {}
+        for level, into in old.items():
+            v = spec[level]
+            for lv in into:
+                out[lv] = v / len(into) if isinstance(v, int | float) and not isinstance(v, bool) else v
+        return out
+    return spec
 
 
 def _level_probs(spec: object, f: str, where: str) -> tuple[float, ...]:
@@ -1233,7 +1361,10 @@ def best_matches(model: MatchModel, rec: MatchRecord, candidates: Iterable[tuple
     A candidate's score is its best record's. The hypotheses "the record is candidate k's
     person" and "the record is someone new" exclude each other, so the posterior of candidate k
     is odds_k / (1 + Σ odds_j) with odds_k = 2^weight_k: two namesakes who both match well
-    share the probability and neither merges (a miss beats a wrong merge). With `size_prior`
+    share the probability and neither merges (a miss beats a wrong merge). When the likeliest
+    candidate does not reach `thresholds.match` alone, it gets the posterior of the others in
+    the measure they may be its person (`_shared_posteriors`: two profiles of one person not
+    merged yet; namesakes a veto field tells apart share nothing). With `size_prior`
     a candidate with n records gets n times the prior odds (a Chinese-restaurant-process
     prior: people who left many records are likelier to leave the next one); n is `sizes[id]`
     when given, else the number of records the candidate came with. With `tf`, term frequencies
@@ -1260,9 +1391,12 @@ def best_matches(model: MatchModel, rec: MatchRecord, candidates: Iterable[tuple
     total = 2.0 ** -scale + sum(2.0 ** (w - scale) for w in logs.values())
     review_weight = math.log2(thresholds.review) - math.log2(1.0 - thresholds.review) \
         if thresholds.review < 1.0 else math.inf
+    posts = {c: 2.0 ** (logs[c] - scale) / total for c in best}
+    if len(posts) > 1 and max(posts.values()) < thresholds.match <= sum(posts.values()):
+        posts = _shared_posteriors(model, best, posts, tf)
     scored = {}
     for c, (w, other) in best.items():
-        post = 2.0 ** (logs[c] - scale) / total
+        post = posts[c]
         if post >= thresholds.match or w >= review_weight - 1e-9:  # the others are not returned
             scored[c] = replace(model.score(rec, other, tf), posterior=post)
     ranked = sorted(scored.items(), key=lambda kv: (-kv[1].weight, kv[0]))
@@ -1270,6 +1404,31 @@ def best_matches(model: MatchModel, rec: MatchRecord, candidates: Iterable[tuple
     chosen = {c for c, _ in matches}
     review = [(c, s) for c, s in ranked if c not in chosen and s.probability >= thresholds.review]
     return matches, review
+
+
+SHARED_MIN_POSTERIOR = 0.01  # candidates below this posterior are not checked for being one person
+
+
+def _shared_posteriors(model: MatchModel, best: Mapping[str, tuple[float, MatchRecord]],
+                       posts: Mapping[str, float], tf: TermFrequencies | None) -> dict[str, float]:
+    """The posteriors when the likeliest candidate k may be the same person as another candidate
+    j (two profiles of one person not merged yet: a till receipt with a typo'd postcode beside
+    the CRM contact it belongs to): the record is k's person if it is k's, or if it is j's and j
+    is k's person too, so P(k) = p_k + Σ_j q_kj p_j, q_kj being the probability of the pair of
+    k's and j's best records (0 when a veto field forbids it: namesakes told apart by their
+    birthdays). Exclusive hypotheses alone split the record's probability between two profiles
+    of one person, and neither reaches the threshold. Only k's posterior changes, so at most one
+    candidate reaches a threshold above 0.5. Candidates below SHARED_MIN_POSTERIOR are left out."""
+    k = min(posts, key=lambda c: (-posts[c], -best[c][0], c))
+    out = dict(posts)
+    for j, p in posts.items():
+        if j == k or p < SHARED_MIN_POSTERIOR:
+            continue
+        sc = model.score(best[k][1], best[j][1], tf)
+        if not sc.vetoed:
+            out[k] += sc.probability * p
+    out[k] = min(out[k], 1.0)
+    return out
 
 
 def choose_threshold(decisions: Iterable[tuple[float, int]], target_precision: float = 0.995, *,

@@ -218,13 +218,19 @@ def _synthetic(n_people: int, seed: int) -> tuple[list[MatchRecord], list[int]]:
 def test_em_recovers_the_ordering_of_m_and_u():
     recs, _ = _synthetic(1500, seed=3)
     model = MatchModel.estimate(recs, seed=1)
-    w = model.weights()
+    w = model.weights(typo_aware=False)  # as scored without term frequencies
     for f in ("first_name", "last_name", "birthday", "postal_code", "phone", "email_local"):
         p = model.params[f]
         assert p.m[0] > p.u[0], f  # agreeing is likelier among matches
         assert p.m[-1] < p.u[-1], f  # disagreeing likelier among non-matches
         assert w[f]["exact"] > 0 > w[f][LEVELS[f][-1]], f
         assert all(a >= b for a, b in zip(list(w[f].values()), list(w[f].values())[1:], strict=False)), f
+    # with term frequencies a close name weighs as measured (here a transposed first name beats an
+    # exact one: a fifth of one person's records are typo'd, few strangers' names are), similar less
+    for f in ("first_name", "last_name"):
+        aware = model.weights()[f]
+        assert aware["close"] >= w[f]["close"] and aware["close"] > aware["similar"] > aware["different"], f
+    assert model.weights()["first_name"]["close"] > model.weights()["first_name"]["exact"]
     # the prior: about 750 matching pairs among ~2250 records
     assert 0.2 < model.prior * len(recs) * (len(recs) - 1) / 2 / 750 < 5
     assert MatchModel.estimate(recs, seed=1) == model  # deterministic
@@ -310,14 +316,15 @@ def test_postcode_levels_typo_close_and_region():
                        rec(firstName="Ana", lastName="Ruiz", address={"postalCode": b}), tf)["postal_code"]
 
     assert lv("28013", "28013") == "exact"
-    assert lv("28013", "28014") == "close"
+    assert lv("28013", "28014") == "key"  # 3 and 4: neighbouring keys
+    assert lv("28013", "28018") == "close"
     assert lv("28013", "29013") == "different"  # one digit, but another province
     tf = MatchModel.default().term_frequencies(min_records=0)
     for pc in ("28013",) * 6 + ("28014",) * 5:
         tf.add(rec(firstName="Eva", lastName="Gil", address={"postalCode": pc}))
     assert lv("28113", "28013", tf) == "typo"  # never seen beside a common one: its typo
-    assert lv("28013", "28014", tf) == "close"  # two places people live in
-    assert lv("28113", "28013") == "close"  # without term frequencies there is no telling
+    assert lv("28013", "28014", tf) == "key"  # two places people live in
+    assert lv("28113", "28013") == "key"  # without term frequencies there is no telling
 
 
 def test_two_common_names_one_letter_apart_are_two_people():
@@ -419,8 +426,11 @@ def test_a_rare_surname_counts_more_than_a_common_one():
 def test_namesakes_share_the_posterior_and_neither_merges():
     model = MatchModel.default()
     q = rec(firstName="Rocío", lastName="Ramos", address={"postalCode": "28034"})
-    one = rec(firstName="Rocío", lastName="Ramos Sanz", address={"postalCode": "28034"}, email="rocio.ramos2@x.es")
-    other = rec(firstName="Rocío", lastName="Raos", address={"postalCode": "28034"}, email="rocioramos95@x.es")
+    # two people (their birthdays differ), so neither takes the other's share of the posterior
+    one = rec(firstName="Rocío", lastName="Ramos Sanz", birthday="1980-02-03", address={"postalCode": "28034"},
+              email="rocio.ramos2@x.es")
+    other = rec(firstName="Rocío", lastName="Raos", birthday="1994-06-11", address={"postalCode": "28034"},
+                email="rocioramos95@x.es")
     alone, _ = best_matches(model, q, [("a", one)], Thresholds())
     assert [c for c, _ in alone] == ["a"] and alone[0][1].posterior == pytest.approx(alone[0][1].probability)
     matches, review = best_matches(model, q, [("a", one), ("b", other)], Thresholds())
@@ -476,8 +486,14 @@ def test_a_model_saved_with_the_former_levels_still_loads():
                         "u": {"exact": 0.003, "close": 0.03, "different": 0.967}}}}
     m = MatchModel.from_dict(old)
     assert m.params["last_name"].m == pytest.approx((0.4, 0.4, 0.14, 0.03, 0.03))
-    assert m.params["postal_code"].u == pytest.approx((0.003, 0.015, 0.015, 0.967))
+    assert m.params["postal_code"].u == pytest.approx((0.003, 0.01, 0.01, 0.01, 0.967))
     assert MatchModel.from_dict(m.to_dict()) == m
+    # saved before postal_code told a neighbouring key's digit from any other: close covered both
+    four = {"fields": {"postal_code": {"m": {"exact": 0.85, "typo": 0.04, "close": 0.08, "different": 0.03},
+                                       "u": {"exact": 0.002, "typo": 0.001, "close": 0.03, "different": 0.967}}}}
+    m = MatchModel.from_dict(four)
+    assert m.params["postal_code"].m == pytest.approx((0.85, 0.04, 0.04, 0.04, 0.03))
+    assert m.weights()["postal_code"]["key"] == m.weights()["postal_code"]["close"]
 
 
 def test_matching_settings_in_the_identity_configuration():
