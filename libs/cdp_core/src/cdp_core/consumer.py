@@ -40,7 +40,7 @@ from . import envelope as envelope_mod
 from .bus import Bus, stream_name
 from .errors import PoisonMessage
 from .logs import get_logger
-from .outbox import OutboxWriter
+from .outbox import OutboxRelay, OutboxWriter
 from .telemetry import extract_context, tracer
 
 log = get_logger(__name__)
@@ -163,10 +163,14 @@ class BatchResult:
 class ConsumerRunner:
     def __init__(self, bus: Bus, pool: asyncpg.Pool, projection: Projection, *, batch_size: int = 256,
                  fetch_timeout_s: float = 1.0, retry_delay_s: float = 1.0, durable: str | None = None,
-                 discard_outbox: bool = False):
+                 discard_outbox: bool = False, relay: OutboxRelay | None = None):
         """`durable`: the JetStream consumer to read with (default: the projection's name; a
         rebuild reads the log again with its own). Tracking rows are always the projection's.
-        `discard_outbox`: a rebuild's runner, whose outgoing events are history (never written)."""
+        `discard_outbox`: a rebuild's runner, whose outgoing events are history (never written).
+        `relay`: the process's outbox relay, handed each batch's rows once committed.
+
+        The runner keeps one connection of `pool` while `run` runs (given back, and taken anew,
+        after a batch that failed), so a batch pays no acquire and no reset."""
         if not projection.name or not projection.source:
             raise ValueError("a Projection needs a name and a source")
         self.bus, self.pool, self.p = bus, pool, projection
@@ -174,6 +178,9 @@ class ConsumerRunner:
         self.stream = stream_name(projection.source)
         self.batch_size, self.fetch_timeout_s, self.retry_delay_s = batch_size, fetch_timeout_s, retry_delay_s
         self.discard_outbox = discard_outbox
+        self.relay = relay
+        self._conn: asyncpg.Connection | None = None
+        self._holding = False  # while `run` runs
         self._stopping = asyncio.Event()
         self.processed = 0
         self.batches = 0
@@ -194,6 +201,7 @@ class ConsumerRunner:
         await self.declare()
         sub = await self.bus.js.pull_subscribe_bind(self.durable, self.stream)
         ahead: asyncio.Task | None = None
+        self._holding = True
         try:
             while not self._stopping.is_set():
                 task, ahead = ahead or asyncio.create_task(self._fetch(sub)), None
@@ -214,6 +222,8 @@ class ConsumerRunner:
                 await sub.unsubscribe()
             except Exception:  # connection already closing
                 pass
+            self._holding = False
+            await self._drop_connection()
             try:
                 await self.p.stopped(self.pool)
             except Exception as e:  # noqa: BLE001 - what it would have written is rebuilt later
@@ -229,6 +239,17 @@ class ConsumerRunner:
             log.warning("fetch failed; retrying", consumer=self.p.name, error=type(e).__name__)
             await asyncio.sleep(self.retry_delay_s)
             return []
+
+    async def _connection(self) -> asyncpg.Connection:
+        if self._conn is None or self._conn.is_closed():
+            self._conn = await self.pool.acquire()
+        return self._conn
+
+    async def _drop_connection(self) -> None:
+        """Gives the connection back to the pool (which resets it, or drops it if broken)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await self.pool.release(conn)
 
     async def _give_back(self, msgs: list[Msg]) -> None:
         for m in msgs:
@@ -289,7 +310,23 @@ class ConsumerRunner:
         result = BatchResult()
         outbox = OutboxWriter(discard=self.discard_outbox)
         failures: list[tuple[Msg, str, str | None]] = []
-        async with self.pool.acquire() as conn, conn.transaction():
+        if self._holding:
+            try:
+                await self._apply_in(await self._connection(), msgs, isolate, result, outbox, failures)
+            except BaseException:
+                await self._drop_connection()
+                raise
+        else:  # a batch applied outside `run` (tests, tools): a connection for the batch alone
+            async with self.pool.acquire() as conn:
+                await self._apply_in(conn, msgs, isolate, result, outbox, failures)
+        if self.relay is not None:
+            self.relay.hand_off(outbox.written)
+        result.failed = [(m, reason) for m, reason, _ in failures]
+        return result
+
+    async def _apply_in(self, conn: asyncpg.Connection, msgs: list[Msg], isolate: bool, result: BatchResult,
+                        outbox: OutboxWriter, failures: list[tuple[Msg, str, str | None]]) -> None:
+        async with conn.transaction():
             new = {
                 r[0]
                 for r in await conn.fetch(
@@ -357,9 +394,7 @@ class ConsumerRunner:
                         for m, reason, eid in failures
                     ],
                 )
-            await outbox.flush(conn)
-        result.failed = [(m, reason) for m, reason, _ in failures]
-        return result
+            await outbox.flush(conn, hand_off=self.relay is not None)
 
 
 def _json(headers) -> str:

@@ -117,7 +117,7 @@ class Service:
         self.runners = []
         for projection in projections:
             size = int(self.settings.option("CDP_CONSUMER_BATCH_SIZE", str(projection.batch_size)))
-            runner = ConsumerRunner(rt.bus, rt.pool, projection, batch_size=size)
+            runner = ConsumerRunner(rt.bus, rt.pool, projection, batch_size=size, relay=self.relay)
             await runner.declare()
             self.runners.append(runner)
             started.append(asyncio.create_task(runner.run(), name=f"consumer-{projection.name}"))

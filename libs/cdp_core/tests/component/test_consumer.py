@@ -355,3 +355,49 @@ async def test_stop_lets_the_in_flight_batch_finish(ctx):
         again.stop()
         await asyncio.wait_for(task, 10)
     assert await _applied(pool) == [("first", 1), ("last", 1), ("later", 1), ("slow", 1)]
+
+
+class Sessions(Counter):
+    """Counts, and notes whether its connection is the one an earlier batch used (a session
+    setting that the pool's reset would clear survives)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kept: list[bool] = []
+
+    @handles(TRACK)
+    async def on_track(self, conn, d, outbox):
+        self.kept.append(await conn.fetchval("SELECT current_setting('application_name')") == "held")
+        await conn.execute("SET application_name = 'held'")
+        await super().on_track(conn, d, outbox)
+
+
+async def test_a_running_runner_keeps_its_connection_and_hands_its_outbox_rows_to_the_relay(ctx):
+    from cdp_core.outbox import OutboxRelay
+
+    bus, pool = ctx
+    await bus.ensure_stream("identity")
+    relay = OutboxRelay(pool, bus, poll_interval_s=30)  # only a hand-off publishes in time
+    relay_task = asyncio.create_task(relay.run())
+    proj = Sessions()
+    runner = ConsumerRunner(bus, pool, proj, fetch_timeout_s=0.2, relay=relay)
+    task = await _run(runner)
+    try:
+        await asyncio.sleep(0.2)  # the relay's start-up read of the table is done
+        for value in ("a", "b", "c"):  # one batch each
+            await _publish(bus, _tracks(value))
+            await _settled(bus, last_seq=len(proj.kept) + 1)
+        await _publish(bus, [_env(IDENTIFY, Identifier(type="email", value="x@example.com"))])
+
+        async def relayed():
+            return (await bus.js.stream_info("CDP_IDENTITY")).state.messages == 1 and not await pool.fetchval(
+                "SELECT count(*) FROM cdp_outbox")
+
+        await eventually(relayed, timeout=10)
+    finally:
+        await _stop(runner, task)
+        relay.stop()
+        await asyncio.wait_for(relay_task, 10)
+    assert proj.kept == [False, True, True]  # one connection, never reset between batches
+    # stopped: the connection is back in the pool, which resets it
+    assert await pool.fetchval("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'held'") == 0

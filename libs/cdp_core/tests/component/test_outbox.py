@@ -136,3 +136,56 @@ async def test_running_relay_publishes_on_notify_and_drains_on_stop(bus, pool):
             task.cancel()
     assert (await bus.js.stream_info("CDP_IDENTITY")).state.messages == 5
     assert await pool.fetchval("SELECT count(*) FROM cdp_outbox") == 0
+
+
+async def _write_handed(pool, envs) -> list:
+    w = OutboxWriter()
+    for e in envs:
+        w.add(e)
+    async with pool.acquire() as conn, conn.transaction():
+        assert await w.flush(conn, hand_off=True) == len(envs)
+    return w.written
+
+
+async def test_rows_handed_over_are_published_from_memory_without_notify_and_deleted(bus, pool):
+    await bus.ensure_stream("identity")
+    relay = OutboxRelay(pool, bus, poll_interval_s=30)  # no NOTIFY and no poll in time: only the hand-off
+    task = asyncio.create_task(relay.run())
+    try:
+        await asyncio.sleep(0.2)  # the start-up read of the table is done
+        envs = _envs(3, "handed")
+        written = await _write_handed(pool, envs)
+        assert [m.msg_id for _, m in written] == [e.event_id for e in envs]
+        assert sorted(i for i, _ in written) == sorted(
+            r[0] for r in await pool.fetch("SELECT id FROM cdp_outbox"))  # the rows' own ids
+        relay.hand_off(written)
+
+        async def published():
+            return (await bus.js.stream_info("CDP_IDENTITY")).state.messages == 3 and not await pool.fetchval(
+                "SELECT count(*) FROM cdp_outbox")
+
+        await eventually(published, timeout=10)
+        msgs = await _stream_msgs(bus)
+        assert [envelope.decode(m.data) for m in msgs] == envs
+    finally:
+        relay.stop()
+        await asyncio.wait_for(task, 10)
+
+
+async def test_a_failed_hand_off_leaves_the_rows_to_the_table_reads(bus, pool):
+    relay = OutboxRelay(pool, bus, poll_interval_s=0.2)
+    written = await _write_handed(pool, _envs(2, "orphans"))
+    relay.hand_off(written)
+    assert await relay.relay_handed() == 0  # no stream stores the subject yet: not acknowledged
+    assert await pool.fetchval("SELECT count(*) FROM cdp_outbox") == 2
+    await bus.ensure_stream("identity")
+    task = asyncio.create_task(relay.run())
+    try:
+        async def published():
+            return (await bus.js.stream_info("CDP_IDENTITY")).state.messages == 2 and not await pool.fetchval(
+                "SELECT count(*) FROM cdp_outbox")
+
+        await eventually(published, timeout=10)
+    finally:
+        relay.stop()
+        await asyncio.wait_for(task, 10)
