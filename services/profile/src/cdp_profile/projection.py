@@ -53,20 +53,47 @@ RETURNING profile_id, name
 """
 
 
-# The batch's counts, and what the fold needs: each profile's event count after the batch, its
-# stored state's version (the xmin of its profile_computed row) and the state itself unless
-# the projection holds that very version ($5, ProfileProjection.states).
-UPSERT_COUNTS = """
-WITH up AS (INSERT INTO profiles AS p (profile_id, event_count, first_seen, last_seen)
-            SELECT * FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::timestamptz[])
-            ON CONFLICT (profile_id) DO UPDATE SET event_count = p.event_count + excluded.event_count,
-              first_seen = LEAST(p.first_seen, excluded.first_seen), last_seen = GREATEST(p.last_seen, excluded.last_seen)
-            RETURNING p.profile_id, p.event_count)
+# One statement per batch for the timeline and the counts: the timeline's row of every event
+# (JSON text cast to jsonb by the server; an event stored already, or twice in the batch, is
+# inserted once), each profile's count raised by its events new to the store, first and last
+# seen moved; it returns the new events' ids (rows with a NULL profile id) and, per profile,
+# what the computed traits' fold needs: the count after the batch, its stored state's version
+# (the xmin of its profile_computed row) and the state itself unless the projection holds that
+# very version ($16, ProfileProjection.states).
+INSERT_EVENTS_AND_COUNT = """
+WITH ins AS (
+  INSERT INTO profile_events (event_id, profile_id, occurred_at, kind, event_name, source_id, source_kind, channel,
+                              properties, traits, context, received_at)
+  SELECT e, p, o, k, n, s, sk, c, pr::jsonb, tr::jsonb, cx::jsonb, ra
+    FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+                $9::text[], $10::text[], $11::text[], $12::timestamptz[]) AS x(e, p, o, k, n, s, sk, c, pr, tr, cx, ra)
+  ON CONFLICT DO NOTHING
+  RETURNING event_id, profile_id),
+agg AS (SELECT profile_id AS p, count(*) AS n FROM ins GROUP BY profile_id),
+up AS (
+  INSERT INTO profiles AS p (profile_id, event_count, first_seen, last_seen)
+  SELECT x.p, COALESCE(agg.n, 0), x.f, x.l
+    FROM unnest($13::text[], $14::timestamptz[], $15::timestamptz[]) AS x(p, f, l) LEFT JOIN agg ON agg.p = x.p
+  ON CONFLICT (profile_id) DO UPDATE SET event_count = p.event_count + excluded.event_count,
+    first_seen = LEAST(p.first_seen, excluded.first_seen), last_seen = GREATEST(p.last_seen, excluded.last_seen)
+  RETURNING p.profile_id, p.event_count)
+SELECT NULL::text, NULL::bigint, NULL::text, NULL::bytea, ins.event_id FROM ins
+UNION ALL
 SELECT up.profile_id, up.event_count, c.xmin::text,
-       CASE WHEN c.xmin::text IS NOT DISTINCT FROM k.v THEN NULL ELSE c.state END
+       CASE WHEN c.xmin::text IS NOT DISTINCT FROM k.v THEN NULL ELSE c.state END, NULL
   FROM up
   LEFT JOIN profile_computed c ON c.profile_id = up.profile_id
-  LEFT JOIN unnest($1::text[], $5::text[]) AS k(p, v) ON k.p = up.profile_id
+  LEFT JOIN unnest($13::text[], $16::text[]) AS k(p, v) ON k.p = up.profile_id
+"""
+
+
+UPSERT_IDENTIFIERS_AND_TRAITS = f"""
+WITH i AS (
+  INSERT INTO profile_identifiers (type, value, profile_id)
+  SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ON CONFLICT (type, value) DO UPDATE
+     SET profile_id = excluded.profile_id WHERE profile_identifiers.profile_id <> excluded.profile_id)
+{UPSERT_TRAITS.strip().replace("$5", "$8").replace("$4", "$7").replace("$3", "$6").replace("$2", "$5")
+                      .replace("$1", "$4")}
 """
 
 
@@ -182,18 +209,6 @@ async def write_back(conn: asyncpg.Connection, held: list[tuple[str, Held]]) -> 
     return dict(rows)
 
 
-# One statement per batch: the timeline's row of every event (JSON text cast to jsonb by the server).
-INSERT_EVENTS = """
-INSERT INTO profile_events (event_id, profile_id, occurred_at, kind, event_name, source_id, source_kind, channel,
-                            properties, traits, context, received_at)
-SELECT e, p, o, k, n, s, sk, c, pr::jsonb, tr::jsonb, cx::jsonb, ra
-  FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-              $9::text[], $10::text[], $11::text[], $12::timestamptz[]) AS x(e, p, o, k, n, s, sk, c, pr, tr, cx, ra)
-ON CONFLICT DO NOTHING
-RETURNING event_id
-"""
-
-
 def timeline_row(ev: ingest_events.EventCollected) -> tuple:
     """(kind, event name, source id, source kind, channel, properties, traits, context, received at)."""
     received = envelope.from_ts(ev.received_at) if ev.received_at.seconds or ev.received_at.nanos else None
@@ -279,24 +294,27 @@ class ProfileProjection(Projection):
                               batch: dict[str, list[int]], held: dict[str, Held],
                               ahead: asyncio.Task, outbox: OutboxWriter) -> None:
         rows = [timeline_row(r.event) for _, r in rs]
-        new = {row[0] for row in await conn.fetch(
-            INSERT_EVENTS, [e[0] for e in events], [e[1] for e in events], [e[2] for e in events],
-            *(list(column) for column in zip(*rows, strict=True)))}
-        figures: dict[str, list] = {}  # pid -> [new events, first seen, last seen]
+        seen: dict[str, list] = {}  # pid -> [first seen, last seen] among the batch's events
+        for _, pid, occurred in events:
+            f = seen.setdefault(pid, [occurred, occurred])
+            f[0], f[1] = min(f[0], occurred), max(f[1], occurred)
+        pids = list(seen)
+        new: set[str] = set()
+        stored: dict[str, tuple] = {}  # pid -> (event count, state's version, state)
+        for pid, count, version, state, event_id in await conn.fetch(
+                INSERT_EVENTS_AND_COUNT, [e[0] for e in events], [e[1] for e in events], [e[2] for e in events],
+                *(list(column) for column in zip(*rows, strict=True)),
+                pids, [f[0] for f in seen.values()], [f[1] for f in seen.values()],
+                [held[p].version if p in held else None for p in pids]):
+            if pid is None:
+                new.add(event_id)
+            else:
+                stored[pid] = (count, version, state)
         fresh: dict[str, list[int]] = {}  # pid -> indexes of its events new to the store, in delivery order
-        for i, (event_id, pid, occurred) in enumerate(events):
-            f = figures.setdefault(pid, [0, occurred, occurred])
+        for i, (event_id, pid, _) in enumerate(events):
             if event_id in new:
-                f[0] += 1
                 fresh.setdefault(pid, []).append(i)
                 new.discard(event_id)  # an event twice in one batch counts once
-            f[1], f[2] = min(f[1], occurred), max(f[2], occurred)
-        # the counts, and (same round trip) what the computed traits' fold needs: count and
-        # state, the state only when this process holds another version of it (or none)
-        pids = list(figures)
-        stored = {r[0]: (r[1], r[2], r[3]) for r in await conn.fetch(
-            UPSERT_COUNTS, pids, [f[0] for f in figures.values()], [f[1] for f in figures.values()],
-            [f[2] for f in figures.values()], [held[p].version if p in held else None for p in pids])}
         identifiers: dict[tuple[str, str], str] = {}
         winners: dict[tuple[str, str], tuple] = {}  # (pid, trait) -> (time, event id, json value)
         for (event_id, pid, occurred), (_, r) in zip(events, rs, strict=True):
@@ -308,36 +326,29 @@ class ProfileProjection(Projection):
                 candidate = (occurred, event_id, pg_json(json.dumps(value)))
                 if (pid, name) not in winners or candidate[:2] > winners[(pid, name)][:2]:
                     winners[(pid, name)] = candidate
-        if identifiers:
-            keys = sorted(identifiers)
-            await conn.execute(
-                "INSERT INTO profile_identifiers (type, value, profile_id) "
-                "SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ON CONFLICT (type, value) DO UPDATE "
-                "SET profile_id = excluded.profile_id WHERE profile_identifiers.profile_id <> excluded.profile_id",
-                [k[0] for k in keys], [k[1] for k in keys], [identifiers[k] for k in keys])
+        # the identifiers, and the traits that win (returned: those that changed), in one round trip
+        keys = sorted(identifiers)
+        names = list(winners)
         changed: set[tuple[str, str]] = set()
-        if winners:
-            keys = list(winners)
+        if keys or names:
             changed = {(row[0], row[1]) for row in await conn.fetch(
-                UPSERT_TRAITS, [k[0] for k in keys], [k[1] for k in keys], [winners[k][2] for k in keys],
-                [winners[k][0] for k in keys], [winners[k][1] for k in keys])}
+                UPSERT_IDENTIFIERS_AND_TRAITS, [k[0] for k in keys], [k[1] for k in keys], [identifiers[k] for k in keys],
+                [k[0] for k in names], [k[1] for k in names], [winners[k][2] for k in names],
+                [winners[k][0] for k in names], [winners[k][1] for k in names])}
         linked = await accounts.apply_group_calls(conn, [
             (r.event.group_id, pid, occurred, event_id, r.event.traits_json)
             for (event_id, pid, occurred), (_, r) in zip(events, rs, strict=True)
             if r.event.kind == "group" and r.event.group_id])
-        # Computed traits, folded in from the new events (incremental.py); declared ones too.
-        parsed, folded = await ahead
-        new_events = {pid: parsed[pid] if idx == batch[pid] else [_event(events[i], rs[i][1].event) for i in idx]
-                      for pid, idx in fresh.items()}
-        values = await fold_computed(conn, new_events, stored,
-                                     {p: f for p, f in folded.items() if fresh.get(p) == batch[p]}, self.states)
-        declared = await fold_declared(conn, new_events)
         # One change per new event, in delivery order, each carrying the profile's state after
-        # this transaction (so a consumer keeping the highest revision has it).
+        # this transaction (so a consumer keeping the highest revision has it); a rebuild
+        # publishes nothing, so its changes only count their messages.
         out: list[Change] = []
         for pid, idx in fresh.items():
             parts = []
             for i in idx:
+                if outbox.discarding:
+                    parts.append(Part(event_id="", msg_id=""))
+                    continue
                 event_id, d, r = events[i][0], rs[i][0], rs[i][1]
                 joined = [r.event.group_id] if (r.event.group_id, pid) in linked else []
                 linked.discard((r.event.group_id, pid))
@@ -345,9 +356,19 @@ class ProfileProjection(Projection):
                     event_id=event_id, msg_id=envelope.derived_id("profile.changed", d.envelope.event_id),
                     cause=d.envelope, linked_account_ids=joined,
                     changed_traits=sorted(n for (p, n) in changed if p == pid and winners[(p, n)][1] == event_id)))
-            out.append(Change(profile_id=pid, stream_seq=rs[idx[-1]][0].stream_seq, parts=parts,
-                              computed=_with_declared(values.get(pid), declared.get(pid))))
-        await emit_changes(conn, outbox, out)
+            out.append(Change(profile_id=pid, stream_seq=rs[idx[-1]][0].stream_seq, parts=parts))
+        # Computed traits, folded in from the new events (incremental.py), stored in the round
+        # trip that moves the changes' revisions; declared ones too.
+        parsed, folded = await ahead
+        new_events = {pid: parsed[pid] if idx == batch[pid] else [_event(events[i], rs[i][1].event) for i in idx]
+                      for pid, idx in fresh.items()}
+        bump = bump_of(out, outbox)
+        values = await fold_computed(conn, new_events, stored,
+                                     {p: f for p, f in folded.items() if fresh.get(p) == batch[p]}, self.states, bump)
+        declared = await fold_declared(conn, new_events)
+        for c in out:
+            c.computed = _with_declared(values.get(c.profile_id), declared.get(c.profile_id))
+        await emit_changes(conn, outbox, out, bump)
 
     @handles("cdp.identity.merged")
     async def on_merged(self, conn: asyncpg.Connection, d: Delivery, outbox: OutboxWriter) -> None:
@@ -465,7 +486,7 @@ async def _fold_ahead(batch: dict[str, list[int]], held: dict[str, Held], events
 
 async def fold_computed(conn: asyncpg.Connection, new_events: dict[str, list[computed.Event]],
                         stored: dict[str, tuple] | None = None, ahead: dict[str, tuple[Held, bytes]] | None = None,
-                        cache: StateCache | None = None) -> dict[str, bytes]:
+                        cache: StateCache | None = None, bump: Bump | None = None) -> dict[str, bytes]:
     """Folds each profile's new events into its state and stores the values (the caller
     holds the profiles' locks and has stored the events). The state is the one `cache` holds
     for the row's version, else the stored one; a profile whose state is missing, of another
@@ -474,7 +495,8 @@ async def fold_computed(conn: asyncpg.Connection, new_events: dict[str, list[com
     its events instead. `ahead`: profiles whose new events were all folded already
     (`_fold_ahead`) into the state held for a version of the row; used when the row is still
     that version. `cache`: the states the caller holds (taken from, and given the states
-    written). {pid: computed traits as JSON}."""
+    written). `bump`: the batch's revisions, moved in the statement storing the values (`_store`).
+    {pid: computed traits as JSON}."""
     if not new_events:
         return {}
     ahead = ahead or {}
@@ -513,7 +535,7 @@ async def fold_computed(conn: asyncpg.Connection, new_events: dict[str, list[com
         folded[pid] = Held(version or "", h.state, h.unsaved + len(evs), h.since if h.unsaved else now)
     for pid, st in (await _states_from_events(conn, full)).items():
         folded[pid] = Held("", st)  # computed afresh: stored at once
-    return await _store(conn, folded, ready, cache)
+    return await _store(conn, folded, ready, cache, bump)
 
 
 async def _states_from_events(conn: asyncpg.Connection, pids: set[str]) -> dict[str, State]:
@@ -529,12 +551,35 @@ async def _states_from_events(conn: asyncpg.Connection, pids: set[str]) -> dict[
     return {pid: State.from_events(evs, SETTINGS) for pid, evs in by_profile.items()}
 
 
+STORE_SQL = """
+INSERT INTO profile_computed AS c (profile_id, computed, as_of, state)
+SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::bytea[])
+ON CONFLICT (profile_id) DO UPDATE SET computed = excluded.computed, as_of = excluded.as_of,
+                                       state = COALESCE(excluded.state, c.state)
+RETURNING c.profile_id, c.xmin::text AS v
+"""
+
+
+@dataclass
+class Bump:
+    """The revisions of a batch's changes (`emit_changes`: profile ids, floors, message counts),
+    moved in the statement that stores the computed values (`STORE_AND_EMIT_SQL`), which also
+    reads what the changes carry unless nothing is published (`read`); `figures` holds it then."""
+
+    ids: list[str]
+    floors: list[int]
+    counts: list[int]
+    read: bool = True
+    figures: dict[str, tuple] | None = None  # pid -> (revision, event count, traits json, identifiers)
+
+
 async def _store(conn: asyncpg.Connection, states: dict[str, Held], ready: dict[str, bytes] | None = None,
-                 cache: StateCache | None = None) -> dict[str, bytes]:
+                 cache: StateCache | None = None, bump: Bump | None = None) -> dict[str, bytes]:
     """Stores the states' values (`ready`: {pid: values} computed already), and the states
     themselves where they have none unsaved or `cache` says they are due (the others keep the
     stored state, older); holds the states in `cache` under the versions written, and writes
-    back the states it evicted unsaved. {pid: the values as JSON}."""
+    back the states it evicted unsaved; with `bump`, moves those revisions in the same round
+    trip. {pid: the values as JSON}."""
     ready = ready or {}
     now = time.monotonic()
     values = {pid: ready[pid] if pid in ready else orjson.dumps(h.state.result()) for pid, h in states.items()}
@@ -542,14 +587,19 @@ async def _store(conn: asyncpg.Connection, states: dict[str, Held], ready: dict[
     save = {p for p in ids if not states[p].unsaved or cache is None or cache.must_save(
         states[p].unsaved, states[p].since, now)}
     if ids:
-        for pid, version in await conn.fetch(
-                "INSERT INTO profile_computed AS c (profile_id, computed, as_of, state) "
-                "SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::bytea[]) ON CONFLICT (profile_id) "
-                "DO UPDATE SET computed = excluded.computed, as_of = excluded.as_of, "
-                "state = COALESCE(excluded.state, c.state) "
-                "RETURNING c.profile_id, c.xmin::text",
-                ids, [values[p].decode() for p in ids], [_as_of(states[p].state) for p in ids],
-                [states[p].state.dumps() if p in save else None for p in ids]):
+        args = [ids, [values[p].decode() for p in ids], [_as_of(states[p].state) for p in ids],
+                [states[p].state.dumps() if p in save else None for p in ids]]
+        if bump is None:
+            rows = await conn.fetch(STORE_SQL, *args)
+        else:
+            rows, bump.figures = [], {}
+            for pid, version, revision, count, traits, idents in await conn.fetch(
+                    STORE_AND_EMIT_SQL, *args, bump.ids, bump.floors, bump.counts, bump.read):
+                if version is not None:
+                    rows.append((pid, version))
+                else:
+                    bump.figures[pid] = _figure(revision, count, traits, idents)
+        for pid, version in rows:
             if cache is not None:
                 h = states[pid]
                 cache.put(pid, Held(version, h.state, 0, 0.0) if pid in save else Held(version, h.state, h.unsaved,
@@ -581,15 +631,34 @@ BUMP_SQL = """
 UPDATE profiles p SET revision = GREATEST(p.revision + x.n, x.r)
   FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS x(p, r, n) WHERE p.profile_id = x.p
 """
+EMIT_READ = """
+       (SELECT jsonb_object_agg(t.name, t.value)::text FROM profile_traits t WHERE t.profile_id = r.profile_id),
+       (SELECT array_agg(i.type || chr(31) || i.value ORDER BY i.type, i.value)
+          FROM profile_identifiers i WHERE i.profile_id = r.profile_id)"""
 EMIT_SQL = f"""
 WITH r AS ({BUMP_SQL.strip()}
     RETURNING p.profile_id, p.revision, p.event_count)
-SELECT r.profile_id, r.revision, r.event_count,
-       (SELECT jsonb_object_agg(t.name, t.value)::text FROM profile_traits t WHERE t.profile_id = r.profile_id),
-       (SELECT array_agg(i.type || chr(31) || i.value ORDER BY i.type, i.value)
-          FROM profile_identifiers i WHERE i.profile_id = r.profile_id)
+SELECT r.profile_id, r.revision, r.event_count,{EMIT_READ}
   FROM r
 """
+# The live path's last statement: the computed values stored (STORE_SQL, $1-$4; rows with a
+# version) and the batch's revisions moved with what its changes carry (EMIT_SQL, $5-$7; read
+# unless $8 is false), in one round trip.
+STORE_AND_EMIT_SQL = f"""
+WITH c AS ({STORE_SQL.strip()}),
+r AS ({BUMP_SQL.strip().replace("$1", "$5").replace("$2", "$6").replace("$3", "$7")}
+    RETURNING p.profile_id, p.revision, p.event_count),
+e AS (SELECT r.profile_id, NULL::text, r.revision, r.event_count,{EMIT_READ} FROM r WHERE $8)
+SELECT c.profile_id, c.v, NULL::bigint, NULL::bigint, NULL::text, NULL::text[] FROM c
+UNION ALL
+SELECT * FROM e
+"""
+
+
+def _figure(revision: int, count: int, traits: str | None, idents: list[str] | None) -> tuple:
+    """(revision, event count, traits json, identifiers) of a change, from EMIT_SQL's row."""
+    return (revision, count, traits, [identifier_pb2.Identifier(type=t, value=v)
+                                      for t, v in (x.split("\x1f", 1) for x in idents or ())])
 
 
 @dataclass
@@ -621,23 +690,33 @@ def _with_declared(values: bytes | None, declared: dict | None) -> bytes | None:
     return orjson.dumps({**orjson.loads(values), "declared": declared})
 
 
-async def emit_changes(conn: asyncpg.Connection, outbox: OutboxWriter, changes: list[Change]) -> None:
+def bump_of(changes: list[Change], outbox: OutboxWriter) -> Bump:
+    """What `emit_changes` moves for these changes (revisions by message count, at least to the
+    last message's stream sequence << 16), to be moved ahead of it (`_store`)."""
+    return Bump([c.profile_id for c in changes], [c.stream_seq << REVISION_SHIFT for c in changes],
+                [len(c.parts) for c in changes], read=not outbox.discarding)
+
+
+async def emit_changes(conn: asyncpg.Connection, outbox: OutboxWriter, changes: list[Change],
+                       bump: Bump | None = None) -> None:
     """Bumps the profiles' revisions and writes one cdp.profile.changed per part of each change
     (revisions increasing in the parts' order), each carrying the profile's traits, computed
-    traits, identifiers and event count after the change (the transaction)."""
+    traits, identifiers and event count after the change (the transaction). `bump`: the
+    revisions moved already (`bump_of`, `fold_computed`), with what the changes carry."""
     if not changes:
         return
     from .declared_store import COMPUTED_SQL
 
-    ids = [c.profile_id for c in changes]
-    floors, counts = [c.stream_seq << REVISION_SHIFT for c in changes], [len(c.parts) for c in changes]
-    if outbox.discarding:  # a rebuild: the revisions move as they did live; nothing is published
-        await conn.execute(BUMP_SQL, ids, floors, counts)
+    if bump is None or bump.figures is None:
+        bump = bump_of(changes, outbox)
+        if outbox.discarding:  # a rebuild: the revisions move as they did live; nothing is published
+            await conn.execute(BUMP_SQL, bump.ids, bump.floors, bump.counts)
+            return
+        bump.figures = {pid: _figure(*rest) for pid, *rest in await conn.fetch(
+            EMIT_SQL, bump.ids, bump.floors, bump.counts)}
+    if outbox.discarding:
         return
-    figures: dict[str, tuple] = {}  # pid -> (revision, event count, traits json, identifiers)
-    for pid, revision, count, traits, idents in await conn.fetch(EMIT_SQL, ids, floors, counts):
-        figures[pid] = (revision, count, traits, [identifier_pb2.Identifier(type=t, value=v)
-                                                  for t, v in (x.split("\x1f", 1) for x in idents or ())])
+    figures = bump.figures
     missing = [c.profile_id for c in changes if c.computed is None]
     read_back = dict(await conn.fetch(COMPUTED_SQL, missing)) if missing else {}
     for c in changes:
