@@ -226,7 +226,10 @@ class ConsumerRunner:
             await self._drop_connection()
             try:
                 await self.p.stopped(self.pool)
-            except Exception as e:  # noqa: BLE001 - what it would have written is rebuilt later
+            except Exception as e:
+                if self.discard_outbox:
+                    raise  # a rebuild missing what its projection held must not be swapped in
+                # live: what it would have written is computed again from the log when needed
                 log.warning("projection could not write back on stop", consumer=self.p.name, error=repr(e)[:200])
 
     async def _fetch(self, sub) -> list[Msg] | None:

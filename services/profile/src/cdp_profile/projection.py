@@ -102,12 +102,16 @@ class Held:
     """A state this process holds: the version (xmin) of the profile_computed row it goes with,
     and how many folded events the stored `state` column lacks (`unsaved`, since `since`, a
     monotonic time): the column is written only every so often (`SavePolicy`), on eviction
-    and when the consumer stops; until then the row's `state` is older than the values."""
+    and when the consumer stops; until then the row's `state` is older than the values.
+    `deferred`: the row's values lack those events too, or there is no row yet (version None):
+    a rebuild, which nobody reads until it is swapped in, writes a profile's values only with
+    its state."""
 
-    version: str
+    version: str | None
     state: State
     unsaved: int = 0
     since: float = 0.0
+    deferred: bool = False
 
 
 @dataclass(frozen=True)
@@ -157,7 +161,9 @@ class StateCache:
     def take(self, pid: str, version: str | None) -> Held | None:
         """What is held for this version of the row (removed from the cache), else None."""
         got = self._d.pop(pid, None)
-        return got if got is not None and version is not None and got.version == version else None
+        if got is None or got.version != version or (version is None and not got.deferred):
+            return None  # no row: only a deferred state is held for none
+        return got
 
     def put(self, pid: str, held: Held) -> None:
         if self.size <= 0:
@@ -190,13 +196,22 @@ def state_cache_size() -> int:
 
 # Writes held states back to their rows, where each row is still the version held and no other
 # transaction has it locked (a row being written elsewhere is newer: its state is not wanted).
+# Deferred states write their values too ($4, $5); a deferred state of a profile with no row
+# yet inserts it, unless a row appeared meanwhile (INSERT_BACK).
 WRITE_BACK = """
-WITH x AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[]) AS x(p, v, s)),
+WITH x AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[], $5::timestamptz[]) AS x(p, v, s, d, a)),
      l AS (SELECT c.profile_id FROM profile_computed c JOIN x ON c.profile_id = x.p AND c.xmin::text = x.v
            ORDER BY c.profile_id FOR UPDATE OF c SKIP LOCKED)
-UPDATE profile_computed c SET state = x.s FROM l JOIN x ON x.p = l.profile_id
+UPDATE profile_computed c SET state = x.s, computed = COALESCE(x.d, c.computed), as_of = COALESCE(x.a, c.as_of)
+  FROM l JOIN x ON x.p = l.profile_id
  WHERE c.profile_id = l.profile_id
 RETURNING c.profile_id, c.xmin::text
+"""
+INSERT_BACK = """
+INSERT INTO profile_computed (profile_id, computed, as_of, state)
+SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::bytea[])
+ON CONFLICT (profile_id) DO NOTHING
+RETURNING profile_id, xmin::text
 """
 
 
@@ -204,8 +219,18 @@ async def write_back(conn: asyncpg.Connection, held: list[tuple[str, Held]]) -> 
     """Stores these held states in their rows (see WRITE_BACK); {pid: the row's new version}."""
     if not held:
         return {}
-    rows = await conn.fetch(WRITE_BACK, [p for p, _ in held], [h.version for _, h in held],
-                            [h.state.dumps() for _, h in held])
+    rows = []
+    update = [(p, h) for p, h in held if h.version is not None]
+    if update:
+        values = [orjson.dumps(h.state.result()).decode() if h.deferred else None for _, h in update]
+        rows += await conn.fetch(WRITE_BACK, [p for p, _ in update], [h.version for _, h in update],
+                                 [h.state.dumps() for _, h in update], values,
+                                 [_as_of(h.state) if h.deferred else None for _, h in update])
+    insert = [(p, h) for p, h in held if h.version is None]
+    if insert:
+        rows += await conn.fetch(INSERT_BACK, [p for p, _ in insert],
+                                 [orjson.dumps(h.state.result()).decode() for _, h in insert],
+                                 [_as_of(h.state) for _, h in insert], [h.state.dumps() for _, h in insert])
     return dict(rows)
 
 
@@ -281,7 +306,7 @@ class ProfileProjection(Projection):
                 once.add(event_id)
                 batch.setdefault(pid, []).append(i)
         held = self.states.take_all(batch)
-        ahead = asyncio.create_task(_fold_ahead(batch, held, events, rs))
+        ahead = asyncio.create_task(_fold_ahead(batch, held, events, rs, values=not outbox.discarding))
         try:
             await self._apply_resolved(conn, rs, events, batch, held, ahead, outbox)
         finally:
@@ -364,7 +389,8 @@ class ProfileProjection(Projection):
                       for pid, idx in fresh.items()}
         bump = bump_of(out, outbox)
         values = await fold_computed(conn, new_events, stored,
-                                     {p: f for p, f in folded.items() if fresh.get(p) == batch[p]}, self.states, bump)
+                                     {p: f for p, f in folded.items() if fresh.get(p) == batch[p]}, self.states, bump,
+                                     defer=outbox.discarding)
         declared = await fold_declared(conn, new_events)
         for c in out:
             c.computed = _with_declared(values.get(c.profile_id), declared.get(c.profile_id))
@@ -406,6 +432,7 @@ class ProfileProjection(Projection):
         await conn.execute("UPDATE profiles SET event_count = 0, first_seen = NULL, last_seen = NULL "
                            "WHERE profile_id = $1", merged)
         await conn.execute("DELETE FROM profile_computed WHERE profile_id = $1", merged)
+        self.states.take_all([merged])
         # Computed traits from the union of the events, exactly (never added up).
         values = await recompute(conn, {survivor}, self.states) if count else {}
         declared = await recompute_declared(conn, {survivor})
@@ -420,16 +447,16 @@ class ProfileProjection(Projection):
         """Drops everything held for the split profiles: identity re-emits every one of their
         events (resolved, rebuilt_by = the split) right after, and they are rebuilt from them."""
         s = d.payload(identity_events.ProfilesSplit)
-        await forget_profiles(conn, set(s.removed_profile_ids))
+        self.states.take_all(await forget_profiles(conn, set(s.removed_profile_ids)))
 
     @handles("cdp.identity.forgotten")
     async def on_forgotten(self, conn: asyncpg.Connection, d: Delivery, outbox: OutboxWriter) -> None:
         f = d.payload(identity_events.ProfileForgotten)
-        await forget_profiles(conn, {f.profile_id, *f.profile_ids})
+        self.states.take_all(await forget_profiles(conn, {f.profile_id, *f.profile_ids}))
 
 
-async def forget_profiles(conn: asyncpg.Connection, ids: set[str]) -> None:
-    """Deletes every row of these profiles (and of profiles merged into them)."""
+async def forget_profiles(conn: asyncpg.Connection, ids: set[str]) -> set[str]:
+    """Deletes every row of these profiles (and of profiles merged into them); returns them all."""
     await lock_profiles(conn, ids)
     ids = ids | {r[0] for r in await conn.fetch(
         "SELECT profile_id FROM profiles WHERE merged_into = ANY($1::text[])", sorted(ids))}
@@ -437,6 +464,7 @@ async def forget_profiles(conn: asyncpg.Connection, ids: set[str]) -> None:
                   "profiles"):
         await conn.execute(f"DELETE FROM {table} WHERE profile_id = ANY($1::text[])", sorted(ids))
     await accounts.drop_memberships(conn, sorted(ids))
+    return ids
 
 
 def _event(e: tuple, ev: ingest_events.EventCollected) -> computed.Event:
@@ -462,11 +490,11 @@ def _obj(text: str) -> dict:
 
 
 async def _fold_ahead(batch: dict[str, list[int]], held: dict[str, Held], events: list[tuple],
-                      rs: list) -> tuple[dict[str, list[computed.Event]], dict[str, tuple[Held, bytes]]]:
+                      rs: list, values: bool = True) -> tuple[dict[str, list[computed.Event]], dict[str, tuple]]:
     """The batch's events parsed, by profile; and for each profile whose state this process
     holds (`held`, taken out of the projection's cache), that state with all of them folded in
-    and its values: {pid: (held, values)}. Yields to the event loop after each profile, so the
-    batch's statements go on meanwhile."""
+    and its values (None unless `values`): {pid: (held, values)}. Yields to the event loop after
+    each profile, so the batch's statements go on meanwhile."""
     parsed: dict[str, list[computed.Event]] = {}
     folded: dict[str, tuple[Held, bytes]] = {}
     for pid, idx in batch.items():
@@ -479,14 +507,15 @@ async def _fold_ahead(batch: dict[str, list[int]], held: dict[str, Held], events
             except Unfoldable:
                 pass  # the state is spent; fold_computed computes this profile from its events
             else:
-                folded[pid] = (h, orjson.dumps(h.state.result()))
+                folded[pid] = (h, orjson.dumps(h.state.result()) if values else None)
         await asyncio.sleep(0)
     return parsed, folded
 
 
 async def fold_computed(conn: asyncpg.Connection, new_events: dict[str, list[computed.Event]],
                         stored: dict[str, tuple] | None = None, ahead: dict[str, tuple[Held, bytes]] | None = None,
-                        cache: StateCache | None = None, bump: Bump | None = None) -> dict[str, bytes]:
+                        cache: StateCache | None = None, bump: Bump | None = None,
+                        defer: bool = False) -> dict[str, bytes]:
     """Folds each profile's new events into its state and stores the values (the caller
     holds the profiles' locks and has stored the events). The state is the one `cache` holds
     for the row's version, else the stored one; a profile whose state is missing, of another
@@ -496,7 +525,8 @@ async def fold_computed(conn: asyncpg.Connection, new_events: dict[str, list[com
     (`_fold_ahead`) into the state held for a version of the row; used when the row is still
     that version. `cache`: the states the caller holds (taken from, and given the states
     written). `bump`: the batch's revisions, moved in the statement storing the values (`_store`).
-    {pid: computed traits as JSON}."""
+    `defer` (a rebuild): a folded state not yet due for saving is only held, its values
+    written with it later (`Held.deferred`). {pid: computed traits as JSON} of those written."""
     if not new_events:
         return {}
     ahead = ahead or {}
@@ -515,14 +545,20 @@ async def fold_computed(conn: asyncpg.Connection, new_events: dict[str, list[com
         if pid in ahead:
             h, values = ahead[pid]
             if version is not None and h.version == version and h.state.n == count:
-                folded[pid], ready[pid] = Held(version, h.state, h.unsaved + len(evs), h.since if h.unsaved else now), values
+                folded[pid] = Held(version, h.state, h.unsaved + len(evs), h.since if h.unsaved else now,
+                                   h.deferred)
+                if values is not None:
+                    ready[pid] = values
+                continue
+            if version is None and h.deferred and h.version is None and h.state.n == count:
+                folded[pid] = Held(None, h.state, h.unsaved + len(evs), h.since, True)  # a rebuild's, no row yet
                 continue
         h = cache.take(pid, version) if cache is not None else None  # if the row is still the one held
         if h is None and blob is not None:
             st = State.loads(blob, SETTINGS)
             h = Held(version, st) if st is not None else None
         elif h is None and version is None and count == len(evs):
-            h = Held("", State(SETTINGS))  # a profile's first events
+            h = Held(None, State(SETTINGS), deferred=True)  # a profile's first events: no row yet
         if h is None or h.state.n + len(evs) != count:
             full.add(pid)
             continue
@@ -532,9 +568,14 @@ async def fold_computed(conn: asyncpg.Connection, new_events: dict[str, list[com
         except Unfoldable:
             full.add(pid)
             continue
-        folded[pid] = Held(version or "", h.state, h.unsaved + len(evs), h.since if h.unsaved else now)
+        folded[pid] = Held(version, h.state, h.unsaved + len(evs), h.since if h.unsaved else now,
+                           h.deferred or version is None)
+    if defer and cache is not None and cache.size > 0:
+        for pid in [p for p, h in folded.items() if not cache.must_save(h.unsaved, h.since, now)]:
+            h = folded.pop(pid)
+            cache.put(pid, Held(h.version, h.state, h.unsaved, h.since, True))
     for pid, st in (await _states_from_events(conn, full)).items():
-        folded[pid] = Held("", st)  # computed afresh: stored at once
+        folded[pid] = Held(None, st)  # computed afresh: stored at once
     return await _store(conn, folded, ready, cache, bump)
 
 

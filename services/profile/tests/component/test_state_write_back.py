@@ -129,3 +129,47 @@ async def test_a_state_due_for_saving_is_written_with_its_values(pool):
     count, values, stored_n, _ = (await rows(pool))["A"]
     assert values == recomputed(envs, "A")
     assert stored_n is not None and count - stored_n < 5  # saved at least every 5 events
+
+
+async def _rebuild(pool, projection, envs) -> None:
+    """Applies the envelopes as a rebuild's runner does: nothing is published."""
+    from cdp_core.consumer import Delivery
+    from cdp_core.outbox import OutboxWriter
+
+    for seq, env in enumerate(envs, 1):
+        async with pool.acquire() as conn, conn.transaction():
+            await projection.handle(conn, Delivery(env, env.type, seq, {}), OutboxWriter(discard=True))
+
+
+def forgotten(pid: str) -> envelope.Envelope:
+    msg = identity_events.ProfileForgotten(profile_id=pid, profile_ids=[pid], reason="test")
+    return envelope.make("cdp.identity.forgotten", msg, producer="identity", event_id=f"f-{pid}")
+
+
+async def test_a_rebuild_writes_each_profile_s_values_with_its_state_once_done(pool):
+    envs = [resolved(i, ("A", "B", "C")[i % 3]) for i in range(45)]
+    p = ProfileProjection()
+    p.states = StateCache(2, NEVER)
+    d_events = [resolved(100 + i, "D") for i in range(3)]  # forgotten, and never seen again
+    await _rebuild(pool, p, envs[:30] + [forgotten("C")] + d_events + [forgotten("D")])
+    got = await rows(pool)
+    # While it runs, a profile has a row only once its state was evicted, with the values and
+    # the state as of then, together (each event evicts the least recent of the three); the
+    # forgotten one has none.
+    assert "C" not in got and set(got) == {"A", "B"}
+    assert any(stored_n < count for count, _, stored_n, _ in got.values())  # the rest is held
+    for pid in got:
+        count, values, stored_n, _ = got[pid]
+        assert stored_n <= count == 10
+        assert values == recomputed([e for e in envs[:30] if (
+            envelope.unpack(e, identity_events.IdentityResolved).profile_id == pid)][:stored_n], pid)
+    await _rebuild(pool, p, envs[30:])  # C starts again from the events after its forgetting
+    await p.stopped(pool)  # the end of the rebuild writes everything held
+    got = await rows(pool)
+    assert set(got) == {"A", "B", "C"}  # not D: what was held of it went with its rows
+    for pid in "ABC":
+        mine = [e for e in envs[30:] if pid == "C"] or envs
+        assert got[pid][1] == recomputed(mine, pid)
+        assert got[pid][2] == got[pid][0]  # the state accounts for every event
+    assert got["C"][0] == 5
+    assert p.states.unsaved() == []
