@@ -117,16 +117,21 @@ class OutboxRelay:
             self._wake.set()
 
         await listener.add_listener(NOTIFY_CHANNEL, notified)
+        loop = asyncio.get_running_loop()
         read = True  # the table is read at start, on NOTIFY, after a full read, and every poll_interval_s
+        last_read = loop.time()
         try:
             while True:
                 stopping = self._stopping  # seen before the read: that read drains all committed before stop()
                 self._wake.clear()  # before reading: a NOTIFY during the read must wake the next wait
                 if self._handed:
                     await self.relay_handed()
-                    continue
+                    if loop.time() - last_read < self.poll_interval_s:
+                        continue
+                    read = True  # hand-offs back to back: the table is read all the same, every poll_interval_s
                 if read or stopping or self._notified:
                     self._notified = False
+                    last_read = loop.time()
                     try:
                         n = await self.relay_once()
                     except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:

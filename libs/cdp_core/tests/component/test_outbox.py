@@ -189,3 +189,22 @@ async def test_a_failed_hand_off_leaves_the_rows_to_the_table_reads(bus, pool):
     finally:
         relay.stop()
         await asyncio.wait_for(task, 10)
+
+
+async def test_the_table_is_still_read_every_poll_while_hand_offs_come_back_to_back(bus, pool):
+    await bus.ensure_stream("identity")
+    relay = OutboxRelay(pool, bus, poll_interval_s=0.3)
+    task = asyncio.create_task(relay.run())
+    try:
+        await asyncio.sleep(0.1)  # the start-up read is done
+        orphan = _envs(1, "orphan")[0]  # a row a crashed process left: no NOTIFY, no hand-off
+        await pool.execute("INSERT INTO cdp_outbox (subject, msg_id, data) VALUES ($1, $2, $3)",
+                           orphan.type, orphan.event_id, orphan.SerializeToString())
+        for i in range(40):  # a hand-off every 50 ms, for 2 s: the wait never times out
+            relay.hand_off(await _write_handed(pool, _envs(1, f"busy-{i}")))
+            await asyncio.sleep(0.05)
+        msgs = await _stream_msgs(bus)
+        assert orphan.event_id in {m.headers["Nats-Msg-Id"] for m in msgs}
+    finally:
+        relay.stop()
+        await asyncio.wait_for(task, 10)
