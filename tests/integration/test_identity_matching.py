@@ -276,3 +276,40 @@ async def test_term_frequencies_count_the_stored_records_through_merges_and_forg
 
 async def _equals(aw, want) -> bool:
     return (await aw) == want
+
+
+async def test_a_record_joining_a_profile_without_records_is_matched_too(stack):
+    """A CRM duplicate came first and has a profile of its own; then the person's other CRM
+    contact arrives carrying the e-mail of a web sign-up (which left no offline record), so it
+    joins that profile instead of creating one. It is that profile's first record: it is
+    matched all the same, and the duplicate merges."""
+    run = uuid.uuid4().hex[:8]
+    ingest = ingest_pb2_grpc.IngestServiceStub(stack.channel("ingest"))
+    identity = identity_pb2_grpc.IdentityServiceStub(stack.channel("identity"))
+    email = f"alba.{run}@example.com"
+
+    async def resolved(t: str, v: str):
+        try:
+            return await identity.ResolveIdentifier(identity_pb2.ResolveIdentifierRequest(identifier=ident(t, v)))
+        except grpc.aio.AioRpcError:
+            return None
+
+    await ingest.Identify(ingest_pb2.IdentifyRequest(common=common(user_id=f"web-{run}"),
+                                                     traits_json=json.dumps({"email": email})))
+    await eventually(lambda: resolved("user_id", f"web-{run}"))
+    alba = {"firstName": "Alba", "lastName": "Márquez Ortiz", "birthday": "1991-05-17",
+            "address": {"street": "Calle Feria 40", "postalCode": "41003", "city": "Sevilla"}}
+    duplicate = {**alba, "lastName": "Marquuez Ortiz", "email": f"alba.{run}@example.co"}
+    await ingest.Identify(ingest_pb2.IdentifyRequest(common=common(anonymous_id=f"crm-b-{run}"),
+                                                     traits_json=json.dumps(duplicate)))
+    first = await eventually(lambda: resolved("anonymous_id", f"crm-b-{run}"))
+    await ingest.Identify(ingest_pb2.IdentifyRequest(common=common(anonymous_id=f"crm-a-{run}"),
+                                                     traits_json=json.dumps({**alba, "email": email})))
+
+    async def merged():
+        r = await resolved("anonymous_id", f"crm-b-{run}")
+        return r if r is not None and ("user_id", f"web-{run}") in {(i.type, i.value) for i in r.identifiers} else None
+
+    r = await eventually(merged)
+    assert r.profile_id in (first.profile_id, (await resolved("user_id", f"web-{run}")).profile_id)
+    assert ("anonymous_id", f"crm-a-{run}") in {(i.type, i.value) for i in r.identifiers}

@@ -151,14 +151,19 @@ class IdentityProjection(Projection):
 
     async def _match(self, conn: asyncpg.Connection, g: Graph, cfg: IdentityConfig,
                      records: list[tuple[gs.Resolution, dict]], outbox: OutboxWriter) -> list[tuple]:
-        """Matches the records that created a profile; returns (profile id, record, blocking
-        keys) for every record, to store."""
+        """Matches each record that created a profile or is the first its profile holds (a CRM
+        contact joining, by its e-mail, a web sign-up that left no record: whichever of a
+        person's records came first, the later ones meet it); returns (profile id, record,
+        blocking keys) for every record, to store."""
         from .matching import MatchModel, Thresholds, best_matches, blocking_keys, record_from_traits
 
         model = MatchModel.from_dict(cfg.matching.model) if cfg.matching.model else MatchModel.default()
         thresholds = Thresholds(match=cfg.matching.match, review=cfg.matching.review)
         tf = _BatchTermFrequencies(conn, model.tf_u()) if cfg.matching.term_frequencies else None
         batch: list[tuple[str, object, list[str]]] = []  # (profile id, record, blocking keys) seen in this batch
+        joined = sorted({g.canonical(r.outcome.profile_id) for r, _ in records if not r.outcome.created})
+        holding = {row[0] for row in await conn.fetch(
+            "SELECT DISTINCT profile_id FROM match_records WHERE profile_id = ANY($1::text[])", joined)} if joined else set()
         for r, traits in records:
             rec = record_from_traits(traits, default_region=cfg.default_region)
             if rec is None:
@@ -166,7 +171,8 @@ class IdentityProjection(Projection):
             keys = blocking_keys(rec)
             out: Outcome = r.outcome  # type: ignore[assignment]
             pid = g.canonical(out.profile_id)
-            if out.created and not out.merges:
+            first = out.created or (pid not in holding and all(g.canonical(p) != pid for p, _, _ in batch))
+            if first and not out.merges:
                 cands = await self._candidates(conn, keys, exclude=pid)
                 cands += [(p, c) for p, c, ks in batch if set(ks) & set(keys) and g.canonical(p) != pid]
                 cands = [(g.canonical(p), c) for p, c in cands if g.canonical(p) != pid]
