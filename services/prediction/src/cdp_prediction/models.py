@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import threading
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -401,7 +402,9 @@ def _predict_raw(boosters: dict[str, xgb.Booster], X: np.ndarray, names: list[st
 def predict_matrix(model: Model, X: np.ndarray, nthread: int = 1,
                    raw: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """Every target's prediction for the rows of X (`raw`: the boosters' outputs, if already made)."""
-    raw = raw if raw is not None else _predict_raw(model.boosters, X, model.feature_names, nthread)
+    if raw is None:
+        with BOOSTERS_LOCK:
+            raw = _predict_raw(model.boosters, X, model.feature_names, nthread)
     out: dict[str, np.ndarray] = {}
     for t in model.boosters:
         if t in model.calibrators:
@@ -445,24 +448,31 @@ class Scores:
         }
 
 
+# A model's boosters are shared by the threads that score and explain (the service runs them with
+# asyncio.to_thread). Setting a parameter makes a booster configure itself again on its next
+# prediction, which must not run beside another prediction on it: uses of the shared boosters
+# take turns (each predicts on its own threads).
+BOOSTERS_LOCK = threading.Lock()
+
+
 def score(model: Model, h: History, as_of: float, nthread: int = 1) -> Scores:
     """Scores every profile with an event before `as_of`, from those events only; the boosters
     predict on `nthread` threads (CDP_PREDICTION_THREADS in the service)."""
-    for b in model.boosters.values():
-        b.set_param({"nthread": nthread})
     bg = BetaGeoFitter(*model.bgnbd)
     f = features_at(h, as_of, extra=lambda b: _btyd_columns(b, bg, model.horizon_days))
     X = f.X
     customer = f.btyd["orders"] > 0
     # numpy straight into the predictor (no DMatrix); churn only where it applies (customers)
     raw = {}
-    for t, b in model.boosters.items():
-        if t == "churn":
-            raw[t] = np.full(len(X), np.nan)
-            if customer.any():
-                raw[t][customer] = b.inplace_predict(X[customer])
-        else:
-            raw[t] = b.inplace_predict(X).astype(np.float64)
+    with BOOSTERS_LOCK:
+        for t, b in model.boosters.items():
+            b.set_param({"nthread": nthread})
+            if t == "churn":
+                raw[t] = np.full(len(X), np.nan)
+                if customer.any():
+                    raw[t][customer] = b.inplace_predict(X[customer])
+            else:
+                raw[t] = b.inplace_predict(X).astype(np.float64)
     out = predict_matrix(model, X, raw=raw)
     pct = np.searchsorted(np.asarray(model.ltv_quantiles), out["ltv"], side="right") - 1
     aff = attribute_affinities(h, as_of, f.rows)
@@ -510,7 +520,9 @@ def explain(model: Model, X: np.ndarray, target: str, top: int = 5) -> list[list
     pred_contribs, i.e. SHAP values): (feature, feature value, contribution)."""
     if target not in model.boosters:
         raise ValueError(f"unknown target {target!r}; one of {', '.join(model.boosters)}")
-    contribs = model.boosters[target].predict(xgb.DMatrix(X, feature_names=model.feature_names), pred_contribs=True)
+    with BOOSTERS_LOCK:
+        contribs = model.boosters[target].predict(xgb.DMatrix(X, feature_names=model.feature_names),
+                                                  pred_contribs=True)
     out = []
     for i in range(len(X)):
         c = contribs[i, :-1]  # the last column is the bias

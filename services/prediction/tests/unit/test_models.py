@@ -140,3 +140,25 @@ def test_large_populations_are_sampled_for_boosting_calibration_and_metrics(worl
     again = train(world.history, world.cutoff - H, cfg)  # seeded: the same sample, the same model
     np.testing.assert_array_equal(score(small, world.history, world.cutoff).purchase_probability,
                                   score(again, world.history, world.cutoff).purchase_probability)
+
+
+def test_scorings_and_explanations_on_several_threads_share_one_model(world, model):
+    """The service scores (batch, online) and explains on worker threads, all with one model's
+    boosters, with different thread counts: each gives what it gives alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    alone = score(model, world.history, world.cutoff)
+    fresh = Model.from_bytes(model.to_bytes())  # configured by nothing yet: the first predictions configure it
+
+    def work(i: int):
+        if i % 3 == 2:
+            return explain(fresh, alone.X[:50], "purchase")
+        return score(fresh, world.history, world.cutoff, nthread=1 + i % 2).purchase_probability
+
+    with ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(work, range(12)))
+    for i, r in enumerate(results):
+        if i % 3 == 2:
+            assert repr(r) == repr(explain(model, alone.X[:50], "purchase"))  # NaN feature values alike
+        else:
+            np.testing.assert_allclose(r, alone.purchase_probability, rtol=1e-6)
