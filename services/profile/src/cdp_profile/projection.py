@@ -113,6 +113,16 @@ class Held:
     since: float = 0.0
     deferred: bool = False
 
+    def holds(self, version: str | None) -> bool:
+        """Whether this is the state of that version of the row (None: no row, which only a
+        deferred state stands for)."""
+        return self.version == version and (version is not None or self.deferred)
+
+    def folded(self, version: str | None, n: int, now: float) -> Held:
+        """This state with `n` more events folded in, for that version of the row."""
+        return Held(version, self.state, self.unsaved + n, self.since if self.unsaved else now,
+                    self.deferred or version is None)
+
 
 @dataclass(frozen=True)
 class SavePolicy:
@@ -161,9 +171,7 @@ class StateCache:
     def take(self, pid: str, version: str | None) -> Held | None:
         """What is held for this version of the row (removed from the cache), else None."""
         got = self._d.pop(pid, None)
-        if got is None or got.version != version or (version is None and not got.deferred):
-            return None  # no row: only a deferred state is held for none
-        return got
+        return got if got is not None and got.holds(version) else None
 
     def put(self, pid: str, held: Held) -> None:
         if self.size <= 0:
@@ -544,14 +552,10 @@ async def fold_computed(conn: asyncpg.Connection, new_events: dict[str, list[com
         count, version, blob = stored.get(pid, (0, None, None))
         if pid in ahead:
             h, values = ahead[pid]
-            if version is not None and h.version == version and h.state.n == count:
-                folded[pid] = Held(version, h.state, h.unsaved + len(evs), h.since if h.unsaved else now,
-                                   h.deferred)
+            if h.holds(version) and h.state.n == count:
+                folded[pid] = h.folded(version, len(evs), now)
                 if values is not None:
                     ready[pid] = values
-                continue
-            if version is None and h.deferred and h.version is None and h.state.n == count:
-                folded[pid] = Held(None, h.state, h.unsaved + len(evs), h.since, True)  # a rebuild's, no row yet
                 continue
         h = cache.take(pid, version) if cache is not None else None  # if the row is still the one held
         if h is None and blob is not None:
@@ -568,8 +572,7 @@ async def fold_computed(conn: asyncpg.Connection, new_events: dict[str, list[com
         except Unfoldable:
             full.add(pid)
             continue
-        folded[pid] = Held(version, h.state, h.unsaved + len(evs), h.since if h.unsaved else now,
-                           h.deferred or version is None)
+        folded[pid] = h.folded(version, len(evs), now)
     if defer and cache is not None and cache.size > 0:
         for pid in [p for p, h in folded.items() if not cache.must_save(h.unsaved, h.since, now)]:
             h = folded.pop(pid)
