@@ -249,11 +249,6 @@ def timeline_row(ev: ingest_events.EventCollected) -> tuple:
             pg_json(ev.properties_json), pg_json(ev.traits_json), pg_json(ev.context_json), received)
 
 
-async def canonical(conn: asyncpg.Connection, profile_id: str) -> str:
-    survivor = await conn.fetchval("SELECT merged_into FROM profiles WHERE profile_id = $1", profile_id)
-    return survivor or profile_id
-
-
 async def lock_profiles(conn: asyncpg.Connection, profile_ids: set[str]) -> dict[str, str]:
     """Locks the profiles and the survivors they were merged into (advisory locks, sorted,
     so merges and resolutions on other replicas serialize with us); returns id -> survivor
