@@ -341,12 +341,12 @@ async def _emit_backfilled(conn: asyncpg.Connection, ids: list[str], defs: list[
     from cdp_core import envelope
     from cdp_core.outbox import OutboxWriter
 
-    from .projection import Change, Part, emit_changes  # the projection imports this module
+    from .projection import Change, emit_changes  # the projection imports this module
 
     tag = [f"{x.name}:{v}" for x, v in sorted(defs, key=lambda xv: xv[0].name)]
     outbox = OutboxWriter()
-    await emit_changes(conn, outbox, [Change(profile_id=p, parts=[Part(
-        event_id="", msg_id=envelope.derived_id("profile.changed", "backfill", *tag, p))]) for p in ids])
+    await emit_changes(conn, outbox, [Change(
+        profile_id=p, event_id="", msg_id=envelope.derived_id("profile.changed", "backfill", *tag, p)) for p in ids])
     await outbox.flush(conn)
 
 

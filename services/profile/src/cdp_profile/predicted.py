@@ -19,7 +19,7 @@ from cdp_core import envelope
 from cdp_core.consumer import Delivery, Projection, handles
 from cdp_core.outbox import OutboxWriter
 
-from .projection import UPSERT_TRAITS, Change, Part, emit_changes, lock_profiles
+from .projection import UPSERT_TRAITS, Change, emit_changes, lock_profiles
 
 TRAIT = "predicted"
 
@@ -70,6 +70,6 @@ class PredictionProjection(Projection):
             [orjson.dumps(winners[p][2]).decode() for p in pids],
             [winners[p][0] for p in pids], [winners[p][1] for p in pids])}
         await emit_changes(conn, outbox, [Change(
-            profile_id=pid, parts=[Part(event_id=winners[pid][1], changed_traits=[TRAIT], cause=winners[pid][3].envelope,
-                                        msg_id=envelope.derived_id("profile.changed", winners[pid][1]))])
+            profile_id=pid, event_id=winners[pid][1], event_ids=[winners[pid][1]], changed_traits=[TRAIT],
+            cause=winners[pid][3].envelope, msg_id=envelope.derived_id("profile.changed", winners[pid][1]))
             for pid in pids if pid in changed])

@@ -367,24 +367,21 @@ class ProfileProjection(Projection):
             (r.event.group_id, pid, occurred, event_id, r.event.traits_json)
             for (event_id, pid, occurred), (_, r) in zip(events, rs, strict=True)
             if r.event.kind == "group" and r.event.group_id])
-        # One change per new event, in delivery order, each carrying the profile's state after
-        # this transaction (so a consumer keeping the highest revision has it); a rebuild
-        # publishes nothing, so its changes only count their messages.
+        # One change per profile with new events, naming them all (the last is its event_id) and
+        # carrying the profile's state after this transaction; a rebuild publishes nothing, so
+        # its changes only move the revisions.
         out: list[Change] = []
         for pid, idx in fresh.items():
-            parts = []
-            for i in idx:
-                if outbox.discarding:
-                    parts.append(Part(event_id="", msg_id=""))
-                    continue
-                event_id, d, r = events[i][0], rs[i][0], rs[i][1]
-                joined = [r.event.group_id] if (r.event.group_id, pid) in linked else []
-                linked.discard((r.event.group_id, pid))
-                parts.append(Part(
-                    event_id=event_id, msg_id=envelope.derived_id("profile.changed", d.envelope.event_id),
-                    cause=d.envelope, linked_account_ids=joined,
-                    changed_traits=sorted(n for (p, n) in changed if p == pid and winners[(p, n)][1] == event_id)))
-            out.append(Change(profile_id=pid, stream_seq=rs[idx[-1]][0].stream_seq, parts=parts))
+            last = rs[idx[-1]][0]
+            if outbox.discarding:
+                out.append(Change(profile_id=pid, event_id="", msg_id="", stream_seq=last.stream_seq))
+                continue
+            ids = [events[i][0] for i in idx]
+            out.append(Change(
+                profile_id=pid, event_id=ids[-1], event_ids=ids, stream_seq=last.stream_seq, cause=last.envelope,
+                msg_id=envelope.derived_id("profile.changed", last.envelope.event_id),
+                linked_account_ids=sorted({g for i in idx for g in (rs[i][1].event.group_id,) if (g, pid) in linked}),
+                changed_traits=sorted(n for (p, n) in changed if p == pid)))
         # Computed traits, folded in from the new events (incremental.py), stored in the round
         # trip that moves the changes' revisions; declared ones too.
         parsed, folded = await ahead
@@ -440,10 +437,9 @@ class ProfileProjection(Projection):
         values = await recompute(conn, {survivor}, self.states) if count else {}
         declared = await recompute_declared(conn, {survivor})
         await emit_changes(conn, outbox, [Change(
-            profile_id=survivor, stream_seq=d.stream_seq, computed=_with_declared(values.get(survivor),
-                                                                                  declared.get(survivor)),
-            parts=[Part(event_id=m.event_id, msg_id=envelope.derived_id("profile.changed", d.envelope.event_id),
-                        cause=d.envelope)])])
+            profile_id=survivor, event_id=m.event_id, event_ids=[m.event_id], cause=d.envelope,
+            msg_id=envelope.derived_id("profile.changed", d.envelope.event_id), stream_seq=d.stream_seq,
+            computed=_with_declared(values.get(survivor), declared.get(survivor)))])
 
     @handles("cdp.identity.split")
     async def on_split(self, conn: asyncpg.Connection, d: Delivery, outbox: OutboxWriter) -> None:
@@ -601,13 +597,12 @@ RETURNING c.profile_id, c.xmin::text AS v
 
 @dataclass
 class Bump:
-    """The revisions of a batch's changes (`emit_changes`: profile ids, floors, message counts),
+    """The revisions of a batch's changes (`emit_changes`: profile ids, floors),
     moved in the statement that stores the computed values (`STORE_AND_EMIT_SQL`), which also
     reads what the changes carry unless nothing is published (`read`); `figures` holds it then."""
 
     ids: list[str]
     floors: list[int]
-    counts: list[int]
     read: bool = True
     figures: dict[str, tuple] | None = None  # pid -> (revision, event count, traits json, identifiers)
 
@@ -633,7 +628,7 @@ async def _store(conn: asyncpg.Connection, states: dict[str, Held], ready: dict[
         else:
             rows, bump.figures = [], {}
             for pid, version, revision, count, traits, idents in await conn.fetch(
-                    STORE_AND_EMIT_SQL, *args, bump.ids, bump.floors, bump.counts, bump.read):
+                    STORE_AND_EMIT_SQL, *args, bump.ids, bump.floors, bump.read):
                 if version is not None:
                     rows.append((pid, version))
                 else:
@@ -664,11 +659,11 @@ async def recompute(conn: asyncpg.Connection, pids: set[str], cache: StateCache 
                         cache=cache)
 
 
-# One round trip: bump the revisions (by the change's message count, at least to its stream
-# sequence << 16), and read back what a change carries besides its computed traits.
+# One round trip: bump the revisions (by one, at least to the change's stream sequence << 16),
+# and read back what a change carries besides its computed traits.
 BUMP_SQL = """
-UPDATE profiles p SET revision = GREATEST(p.revision + x.n, x.r)
-  FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS x(p, r, n) WHERE p.profile_id = x.p
+UPDATE profiles p SET revision = GREATEST(p.revision + 1, x.r)
+  FROM unnest($1::text[], $2::bigint[]) AS x(p, r) WHERE p.profile_id = x.p
 """
 EMIT_READ = """
        (SELECT jsonb_object_agg(t.name, t.value)::text FROM profile_traits t WHERE t.profile_id = r.profile_id),
@@ -681,13 +676,13 @@ SELECT r.profile_id, r.revision, r.event_count,{EMIT_READ}
   FROM r
 """
 # The live path's last statement: the computed values stored (STORE_SQL, $1-$4; rows with a
-# version) and the batch's revisions moved with what its changes carry (EMIT_SQL, $5-$7; read
-# unless $8 is false), in one round trip.
+# version) and the batch's revisions moved with what its changes carry (EMIT_SQL, $5-$6; read
+# unless $7 is false), in one round trip.
 STORE_AND_EMIT_SQL = f"""
 WITH c AS ({STORE_SQL.strip()}),
-r AS ({BUMP_SQL.strip().replace("$1", "$5").replace("$2", "$6").replace("$3", "$7")}
+r AS ({BUMP_SQL.strip().replace("$1", "$5").replace("$2", "$6")}
     RETURNING p.profile_id, p.revision, p.event_count),
-e AS (SELECT r.profile_id, NULL::text, r.revision, r.event_count,{EMIT_READ} FROM r WHERE $8)
+e AS (SELECT r.profile_id, NULL::text, r.revision, r.event_count,{EMIT_READ} FROM r WHERE $7)
 SELECT c.profile_id, c.v, NULL::bigint, NULL::bigint, NULL::text, NULL::text[] FROM c
 UNION ALL
 SELECT * FROM e
@@ -701,23 +696,18 @@ def _figure(revision: int, count: int, traits: str | None, idents: list[str] | N
 
 
 @dataclass
-class Part:
-    """One cdp.profile.changed of a change: the event that caused it and what it did."""
+class Change:
+    """A change of one profile in one transaction, and its cdp.profile.changed: the events that
+    caused it (`event_ids`, in the order applied; the last is `event_id`) and what they did
+    (`emit_changes` fills in the profile's state after the change)."""
 
+    profile_id: str
     event_id: str
     msg_id: str
     cause: object = None
+    event_ids: list[str] = field(default_factory=list)
     changed_traits: list[str] = field(default_factory=list)
     linked_account_ids: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Change:
-    """A change of one profile in one transaction: its messages (emit_changes fills in the
-    profile's state after the change)."""
-
-    profile_id: str
-    parts: list[Part]
     stream_seq: int = 0  # of the change's last message
     computed: bytes | None = None  # the computed traits after the change, as JSON; None: read them back
 
@@ -730,17 +720,17 @@ def _with_declared(values: bytes | None, declared: dict | None) -> bytes | None:
 
 
 def bump_of(changes: list[Change], outbox: OutboxWriter) -> Bump:
-    """What `emit_changes` moves for these changes (revisions by message count, at least to the
-    last message's stream sequence << 16), to be moved ahead of it (`_store`)."""
+    """What `emit_changes` moves for these changes (each revision by one, at least to the
+    change's stream sequence << 16), to be moved ahead of it (`_store`)."""
     return Bump([c.profile_id for c in changes], [c.stream_seq << REVISION_SHIFT for c in changes],
-                [len(c.parts) for c in changes], read=not outbox.discarding)
+                read=not outbox.discarding)
 
 
 async def emit_changes(conn: asyncpg.Connection, outbox: OutboxWriter, changes: list[Change],
                        bump: Bump | None = None) -> None:
-    """Bumps the profiles' revisions and writes one cdp.profile.changed per part of each change
-    (revisions increasing in the parts' order), each carrying the profile's traits, computed
-    traits, identifiers and event count after the change (the transaction). `bump`: the
+    """Bumps the profiles' revisions and writes one cdp.profile.changed per change, carrying the
+    profile's traits, computed traits, identifiers and event count after the change (the
+    transaction). `bump`: the
     revisions moved already (`bump_of`, `fold_computed`), with what the changes carry."""
     if not changes:
         return
@@ -749,10 +739,10 @@ async def emit_changes(conn: asyncpg.Connection, outbox: OutboxWriter, changes: 
     if bump is None or bump.figures is None:
         bump = bump_of(changes, outbox)
         if outbox.discarding:  # a rebuild: the revisions move as they did live; nothing is published
-            await conn.execute(BUMP_SQL, bump.ids, bump.floors, bump.counts)
+            await conn.execute(BUMP_SQL, bump.ids, bump.floors)
             return
         bump.figures = {pid: _figure(*rest) for pid, *rest in await conn.fetch(
-            EMIT_SQL, bump.ids, bump.floors, bump.counts)}
+            EMIT_SQL, bump.ids, bump.floors)}
     if outbox.discarding:
         return
     figures = bump.figures
@@ -761,13 +751,10 @@ async def emit_changes(conn: asyncpg.Connection, outbox: OutboxWriter, changes: 
     for c in changes:
         revision, count, traits, idents = figures.get(c.profile_id, (0, 0, None, []))
         comp = c.computed if c.computed is not None else (read_back.get(c.profile_id) or "{}").encode()
-        traits_json = (traits or "{}").encode()
-        first = revision - len(c.parts) + 1
-        for j, part in enumerate(c.parts):
-            outbox.add(envelope.make(
-                "cdp.profile.changed",
-                profile_events.ProfileChanged(
-                    profile_id=c.profile_id, changed_traits=part.changed_traits, event_count=count,
-                    event_id=part.event_id, linked_account_ids=part.linked_account_ids, traits_json=traits_json,
-                    computed_json=comp, revision=first + j, identifiers=idents),
-                producer="profile", event_id=part.msg_id, cause=part.cause))
+        outbox.add(envelope.make(
+            "cdp.profile.changed",
+            profile_events.ProfileChanged(
+                profile_id=c.profile_id, changed_traits=c.changed_traits, event_count=count, event_id=c.event_id,
+                event_ids=c.event_ids, linked_account_ids=c.linked_account_ids, traits_json=(traits or "{}").encode(),
+                computed_json=comp, revision=revision, identifiers=idents),
+            producer="profile", event_id=c.msg_id, cause=c.cause))

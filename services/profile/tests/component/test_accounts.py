@@ -186,6 +186,7 @@ async def test_stream_profile_changes_follows_new_events_and_stops_on_cancel(sta
     await eventually(lambda: _consumers(stack))  # subscribed: changes from now on
     await w.identify({"plan": "noise"}, T0, user_id=noise)
     e2 = await w.identify({"plan": "pro"}, T0 + timedelta(minutes=1), user_id=me)
+    await w.profile("user_id", me, 2)  # applied: e3 comes in a batch of its own, so a change of its own
     e3 = await w.track("Viewed", T0 + timedelta(minutes=2), user_id=me)
     await eventually(holds(lambda: len(got) >= 2))
     assert [c.change.event_id for c in got] == [e2, e3]

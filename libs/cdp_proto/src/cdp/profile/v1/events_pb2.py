@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from cdp.common.v1 import identifier_pb2 as cdp_dot_common_dot_v1_dot_identifier__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63\x64p/profile/v1/events.proto\x12\x0e\x63\x64p.profile.v1\x1a\x1e\x63\x64p/common/v1/identifier.proto\"\xed\x01\n\x0eProfileChanged\x12\x12\n\nprofile_id\x18\x01 \x01(\t\x12\x16\n\x0e\x63hanged_traits\x18\x02 \x03(\t\x12\x13\n\x0b\x65vent_count\x18\x03 \x01(\x03\x12\x10\n\x08\x65vent_id\x18\x04 \x01(\t\x12\x1a\n\x12linked_account_ids\x18\x05 \x03(\t\x12\x13\n\x0btraits_json\x18\x06 \x01(\x0c\x12\x15\n\rcomputed_json\x18\x07 \x01(\x0c\x12\x10\n\x08revision\x18\x08 \x01(\x03\x12.\n\x0bidentifiers\x18\t \x03(\x0b\x32\x19.cdp.common.v1.Identifierb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63\x64p/profile/v1/events.proto\x12\x0e\x63\x64p.profile.v1\x1a\x1e\x63\x64p/common/v1/identifier.proto\"\x80\x02\n\x0eProfileChanged\x12\x12\n\nprofile_id\x18\x01 \x01(\t\x12\x16\n\x0e\x63hanged_traits\x18\x02 \x03(\t\x12\x13\n\x0b\x65vent_count\x18\x03 \x01(\x03\x12\x10\n\x08\x65vent_id\x18\x04 \x01(\t\x12\x1a\n\x12linked_account_ids\x18\x05 \x03(\t\x12\x13\n\x0btraits_json\x18\x06 \x01(\x0c\x12\x15\n\rcomputed_json\x18\x07 \x01(\x0c\x12\x10\n\x08revision\x18\x08 \x01(\x03\x12.\n\x0bidentifiers\x18\t \x03(\x0b\x32\x19.cdp.common.v1.Identifier\x12\x11\n\tevent_ids\x18\n \x03(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,5 +33,5 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cdp.profile.v1.events_pb2',
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PROFILECHANGED']._serialized_start=80
-  _globals['_PROFILECHANGED']._serialized_end=317
+  _globals['_PROFILECHANGED']._serialized_end=336
 # @@protoc_insertion_point(module_scope)
