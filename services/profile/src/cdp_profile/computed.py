@@ -127,6 +127,7 @@ The traits (keys of the returned dict):
 
 from __future__ import annotations
 
+import heapq
 import json
 import math
 import re
@@ -802,14 +803,30 @@ def affinity_values(p: _Product, s: Settings) -> list[tuple[str, str]]:
 
 def rank_affinities(scores: Mapping[str, Mapping[str, float]], s: Settings
                     ) -> tuple[dict[str, dict[str, float]], dict[str, str | None]]:
+    """The `affinity_top_n` values of each dimension by score rounded to 4 places (ties by
+    value), highest first, and the top one. Only the values that can be among them are
+    rounded and sorted: those within the rounding's reach of the n-th highest score (rounding
+    keeps the order of the scores, so no other value can rank above that one's rounding)."""
+    n = max(0, s.affinity_top_n)
     affinities: dict[str, dict[str, float]] = {}
     top: dict[str, str | None] = {}
     for dim in AFFINITY_DIMENSIONS:
-        ranked = sorted(((round(v, 4), k) for k, v in scores[dim].items() if v > 0), key=lambda x: (-x[0], x[1]))
-        ranked = [r for r in ranked if r[0] > 0][:max(0, s.affinity_top_n)]
+        items = scores[dim].items()
+        if n and len(items) > n:
+            floor = round(heapq.nlargest(n, scores[dim].values())[-1], 4) - _AFFINITY_REACH
+            items = [(k, v) for k, v in items if v >= floor]
+        ranked = sorted(((round(v, 4), k) for k, v in items if v > 0), key=_by_score_then_value)
+        ranked = [r for r in ranked if r[0] > 0][:n]
         affinities[dim] = {k: v for v, k in ranked}
         top[dim] = ranked[0][1] if ranked else None
     return affinities, top
+
+
+_AFFINITY_REACH = 1e-4  # more than any score that rounds (to 4 places) up to a given value lies below it
+
+
+def _by_score_then_value(x: tuple[float, str]) -> tuple[float, str]:
+    return (-x[0], x[1])
 
 
 def compute(events: Iterable[Event], *, now: datetime, settings: Settings = Settings()) -> dict[str, object]:

@@ -15,6 +15,7 @@ import orjson
 import pytest
 
 from cdp.ingest.v1 import events_pb2
+from cdp_profile import computed as computed_mod
 from cdp_profile.computed import Event, Settings, compute
 from cdp_sim import World
 
@@ -581,3 +582,30 @@ def test_module_file_is_pure():
     src = Path(__file__).resolve().parents[2].joinpath("src/cdp_profile/computed.py").read_text()
     for banned in ("import asyncpg", "import nats", "open(", "cdp_core", "requests", "socket"):
         assert banned not in src, banned
+
+
+def _rank_every_value(scores: dict, n: int) -> dict:
+    """The definition rank_affinities keeps: every value rounded, sorted, the first n."""
+    out = {}
+    for dim in computed_mod.AFFINITY_DIMENSIONS:
+        ranked = sorted(((round(v, 4), k) for k, v in scores[dim].items() if v > 0), key=lambda x: (-x[0], x[1]))
+        out[dim] = {k: v for v, k in [r for r in ranked if r[0] > 0][:n]}
+    return out
+
+
+def test_affinity_ranking_looks_only_at_values_that_can_rank_and_ranks_them_all_alike():
+    rng = random.Random(5)
+    for case in range(400):
+        n = rng.choice([0, 1, 3, 5, 8])
+        scores = {}
+        for dim in computed_mod.AFFINITY_DIMENSIONS:
+            base = rng.choice([1.0, 0.01, 1e-4, 3.5])
+            # values crowded around the rounding's edges: ties after rounding, halves, zeros, negatives
+            scores[dim] = {f"v{i}": rng.choice([base + rng.randint(-3, 3) * 5e-5 + rng.choice([0, 1e-12, -1e-12]),
+                                                 rng.uniform(0, 2 * base), 0.0, 4e-5, -1.0, base])
+                           for i in range(rng.randint(0, 40))}
+        ranked, top = computed_mod.rank_affinities(scores, computed_mod.Settings(affinity_top_n=n))
+        want = _rank_every_value(scores, n)
+        assert ranked == want and list(ranked) == list(want), case
+        assert all(list(ranked[d].items()) == list(want[d].items()) for d in want), case  # the same order
+        assert top == {d: next(iter(want[d]), None) for d in want}
