@@ -692,6 +692,43 @@ async def latency(env: Env, wl: Workload, conn: asyncpg.Connection, *, rate: flo
 # --- the scenario --------------------------------------------------------------------------------
 
 
+def compute_ceiling(wl: Workload, *, limit: int = 20_000) -> dict:
+    """The computed traits alone, in this process, with no database and no bus: parsing each
+    resolved event as the service does, folding it into its profile's state, and computing the
+    profile's values after it (what a batch of one event per profile costs; a batch holding
+    several events of a profile computes the values once). The service cannot go faster than
+    this on one core, whatever its I/O costs."""
+    import orjson
+
+    from cdp_profile.incremental import State, Unfoldable
+    from cdp_profile.projection import _event
+
+    msgs = wl.messages[:limit]
+    t0 = time.perf_counter()
+    parsed = []
+    for m in msgs:
+        r = envelope.unpack(envelope.decode(m.data), identity_events.IdentityResolved)
+        parsed.append((r.profile_id, _event((r.event_id, r.profile_id, envelope.from_ts(r.event.timestamp)), r.event)))
+    t1 = time.perf_counter()
+    states: dict[str, State] = {}
+    fold_s = values_s = 0.0
+    for pid, e in parsed:
+        st = states.setdefault(pid, State())
+        a = time.perf_counter()
+        try:
+            st.fold(e)
+        except Unfoldable:  # an event older than the state's latest (the workload is in time order: rare)
+            states[pid] = st = State.from_events([e])
+        b = time.perf_counter()
+        orjson.dumps(st.result())
+        values_s += time.perf_counter() - b
+        fold_s += b - a
+    n = len(parsed)
+    per_event_us = {"parse": (t1 - t0) / n * 1e6, "fold": fold_s / n * 1e6, "values": values_s / n * 1e6}
+    total = sum(per_event_us.values())
+    return {"events": n, "per_event_us": per_event_us, "total_us": total, "ceiling_events_per_s": 1e6 / total}
+
+
 async def throughput(env: Env, *, events: int, events_per_profile: float, repetitions: int, seed: int,
                      py_spy: str | None = None, rate: float = 1000, seconds: float = 20,
                      latency_repetitions: int = 3, do_latency: bool = True, py_spy_latency: str | None = None
@@ -702,6 +739,7 @@ async def throughput(env: Env, *, events: int, events_per_profile: float, repeti
     wl = make_workload(events, events_per_profile=events_per_profile, seed=seed)
     gen_s = time.perf_counter() - t
     shape = workload_shape(wl)
+    ceiling = compute_ceiling(wl)
     pub_s = await publish_all(env.bus, wl.messages)
     admin = await asyncpg.connect(with_database(env.infra.database_url, "postgres"))
     base_db = f"bench_{secrets.token_hex(4)}_copy"
@@ -742,7 +780,7 @@ async def throughput(env: Env, *, events: int, events_per_profile: float, repeti
                           figure_runs=fr, baseline_runs=br, repetitions=repetitions, warmup=0).to_json()
 
     out = {
-        "events": events, "workload": shape, "generate_s": gen_s, "publish_s": pub_s,
+        "events": events, "workload": shape, "generate_s": gen_s, "publish_s": pub_s, "compute_ceiling": ceiling,
         "vs_fetch_ack": comp("profile events projected/s vs bare JetStream fetch+ack msgs/s (fetch 256)",
                              fetches, "fetch_ack_msgs_per_s"),
         "vs_copy": comp("profile events projected/s vs bare asyncpg COPY rows/s (256 per transaction)",
@@ -846,6 +884,14 @@ def render(result: dict) -> str:
                      f"million profiles; baseline bare COPY row {d['copy_bytes_per_row'] or 0:.0f} B")
         for t, s in sorted(d["tables"].items(), key=lambda kv: -kv[1]["bytes"])[:8]:
             lines.append(f"     {t:<20} {s['bytes'] / 2**20:8.1f} MB  ({s['bytes'] / d['profiles']:,.0f} B per profile)")
+    cc = r.get("compute_ceiling")
+    if cc:
+        us = cc["per_event_us"]
+        need = 0.6 * r["vs_fetch_ack"]["baseline"]
+        lines.append(f"5. the computed traits alone (this process, no database, no bus; {cc['events']:,} events, values "
+                     f"after each): parse {us['parse']:.0f} µs + fold {us['fold']:.0f} µs + values {us['values']:.0f} µs "
+                     f"= {cc['total_us']:.0f} µs per event → at most {cc['ceiling_events_per_s']:,.0f} events/s on one "
+                     f"core; 0.6 of fetch+ack is {need:,.0f} events/s")
     return "\n".join(lines)
 
 

@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
+import cdp_profile
+from cdp_core.store import open_store
 from cdp_core.testing.stack import Stack
+
+
+@pytest.fixture
+async def profile_pool(fresh_database_url):
+    """The profile store's tables in a new database, for a projection driven by the test."""
+    pool = await open_store(fresh_database_url, "profile", Path(cdp_profile.__file__).parent / "migrations")
+    try:
+        yield pool
+    finally:
+        await pool.close()
 
 
 @pytest.fixture

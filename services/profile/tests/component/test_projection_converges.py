@@ -117,7 +117,7 @@ async def test_shuffled_input_gives_the_same_projection(database_server_url):
     assert events["e000"][8] is None and json.loads(events["e000"][9])["plan"] == "p0"
 
 
-async def test_one_change_per_profile_per_batch_names_every_event(database_server_url):
+async def test_one_change_per_profile_per_batch_names_every_event(profile_pool):
     """A batch's events of one profile go out as one cdp.profile.changed: `event_ids` in the
     order applied (the last is `event_id`), the traits they changed, the state after them; a
     later batch's change has a higher revision."""
@@ -125,13 +125,7 @@ async def test_one_change_per_profile_per_batch_names_every_event(database_serve
     from cdp_core.consumer import Delivery
     from cdp_core.outbox import OutboxWriter
 
-    name = "t_" + uuid.uuid4().hex[:12]
-    admin = await asyncpg.connect(database_server_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    pool = await open_store(with_database(database_server_url, name), "profile",
-                            Path(cdp_profile.__file__).parent / "migrations")
-    projection = ProfileProjection()
+    pool, projection = profile_pool, ProfileProjection()
 
     async def batch(envs: list[envelope.Envelope], first_seq: int) -> list[profile_events.ProfileChanged]:
         outbox = OutboxWriter()
@@ -141,26 +135,20 @@ async def test_one_change_per_profile_per_batch_names_every_event(database_serve
         assert {p[0] for p in outbox.pending} == {"cdp.profile.changed"}
         return [envelope.unpack(envelope.decode(p[2]), profile_events.ProfileChanged) for p in outbox.pending]
 
-    try:
-        envs = [resolved(0, "P1", {"plan": "free"}, [("user_id", "u1")], minutes=0),
-                resolved(1, "P2", None, [("anonymous_id", "a2")], minutes=1),
-                resolved(2, "P1", None, [("user_id", "u1")], minutes=2),
-                resolved(3, "P1", {"city": "Madrid"}, [("user_id", "u1")], minutes=3)]
-        out = await batch(envs, 1)
-        assert sorted(c.profile_id for c in out) == ["P1", "P2"]  # one each, not one per event
-        changes = {c.profile_id: c for c in out}
-        p1, p2 = changes["P1"], changes["P2"]
-        assert list(p1.event_ids) == ["e000", "e002", "e003"] and p1.event_id == "e003"
-        assert list(p1.changed_traits) == ["city", "plan"] and p1.event_count == 3
-        assert json.loads(p1.traits_json) == {"plan": "free", "city": "Madrid"}
-        assert list(p2.event_ids) == ["e001"] and p2.event_id == "e001" and not p2.changed_traits
-        # a resent event is not applied again: no change for it; a new one makes a newer change
-        again = await batch([resolved(3, "P1", {"city": "Madrid"}, [("user_id", "u1")], minutes=3),
-                             resolved(4, "P1", None, [("user_id", "u1")], minutes=4)], 5)
-        assert [(list(c.event_ids), c.event_count) for c in again] == [(["e004"], 4)]
-        assert again[0].revision > p1.revision
-    finally:
-        await pool.close()
-        admin = await asyncpg.connect(database_server_url)
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        await admin.close()
+    envs = [resolved(0, "P1", {"plan": "free"}, [("user_id", "u1")], minutes=0),
+            resolved(1, "P2", None, [("anonymous_id", "a2")], minutes=1),
+            resolved(2, "P1", None, [("user_id", "u1")], minutes=2),
+            resolved(3, "P1", {"city": "Madrid"}, [("user_id", "u1")], minutes=3)]
+    out = await batch(envs, 1)
+    assert sorted(c.profile_id for c in out) == ["P1", "P2"]  # one each, not one per event
+    changes = {c.profile_id: c for c in out}
+    p1, p2 = changes["P1"], changes["P2"]
+    assert list(p1.event_ids) == ["e000", "e002", "e003"] and p1.event_id == "e003"
+    assert list(p1.changed_traits) == ["city", "plan"] and p1.event_count == 3
+    assert json.loads(p1.traits_json) == {"plan": "free", "city": "Madrid"}
+    assert list(p2.event_ids) == ["e001"] and p2.event_id == "e001" and not p2.changed_traits
+    # a resent event is not applied again: no change for it; a new one makes a newer change
+    again = await batch([resolved(3, "P1", {"city": "Madrid"}, [("user_id", "u1")], minutes=3),
+                         resolved(4, "P1", None, [("user_id", "u1")], minutes=4)], 5)
+    assert [(list(c.event_ids), c.event_count) for c in again] == [(["e004"], 4)]
+    assert again[0].revision > p1.revision

@@ -5,20 +5,14 @@ eviction, a stop) the values stay those of a recomputation from every event."""
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import asyncpg
 import orjson
 import pytest
 
-import cdp_profile
 from cdp.identity.v1 import events_pb2 as identity_events
 from cdp.ingest.v1 import events_pb2 as ingest_events
 from cdp_core import envelope
-from cdp_core.settings import with_database
-from cdp_core.store import open_store
 from cdp_core.testing import apply_envelopes
 from cdp_profile.incremental import State
 from cdp_profile.projection import ProfileProjection, SavePolicy, StateCache
@@ -41,20 +35,8 @@ def resolved(i: int, profile: str) -> envelope.Envelope:
 
 
 @pytest.fixture
-async def pool(database_server_url):
-    name = "t_" + uuid.uuid4().hex[:12]
-    admin = await asyncpg.connect(database_server_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    p = await open_store(with_database(database_server_url, name), "profile",
-                         Path(cdp_profile.__file__).parent / "migrations")
-    try:
-        yield p
-    finally:
-        await p.close()
-        admin = await asyncpg.connect(database_server_url)
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        await admin.close()
+def pool(profile_pool):
+    return profile_pool
 
 
 async def rows(pool) -> dict[str, tuple]:
