@@ -788,11 +788,13 @@ def dyadic_add(a: tuple[int, int] | None, b: tuple[int, int]) -> tuple[int, int]
     return (m1 << (e1 - e)) + (m2 << (e2 - e)), e
 
 
-def affinity_scores(sums: Mapping[str, tuple[int, int]], now: datetime, half: float) -> dict[str, float]:
-    """Exact growth sums decayed to `now` (one rounding of each sum, one multiplication)."""
+def affinity_scores(sums: Mapping[str, Mapping[str, tuple[int, int]]], now: datetime, half: float
+                    ) -> dict[str, dict[str, float]]:
+    """Each dimension's exact growth sums decayed to `now` (one rounding of each sum, one
+    multiplication)."""
     k, f = _growth(now, half)
     decay = 2.0 ** -f
-    return {v: math.ldexp(float(m), e - k) * decay for v, (m, e) in sums.items()}
+    return {d: {v: math.ldexp(float(m), e - k) * decay for v, (m, e) in sums[d].items()} for d in AFFINITY_DIMENSIONS}
 
 
 def affinity_values(p: _Product, s: Settings) -> list[tuple[str, str]]:
@@ -812,7 +814,10 @@ def rank_affinities(scores: Mapping[str, Mapping[str, float]], s: Settings
     top: dict[str, str | None] = {}
     for dim in AFFINITY_DIMENSIONS:
         items = scores[dim].items()
-        if n and len(items) > n:
+        if not items or not n:
+            affinities[dim], top[dim] = {}, None
+            continue
+        if len(items) > n:
             floor = round(heapq.nlargest(n, scores[dim].values())[-1], 4) - _AFFINITY_REACH
             items = [(k, v) for k, v in items if v >= floor]
         ranked = sorted(((round(v, 4), k) for k, v in items if v > 0), key=_by_score_then_value)
@@ -932,7 +937,7 @@ def compute(events: Iterable[Event], *, now: datetime, settings: Settings = Sett
             term = affinity_term(min(at, now), weight, half)  # an event after `now` counts undecayed
             for dim, v in affinity_values(p, s):
                 sums[dim][v] = dyadic_add(sums[dim].get(v), term)
-        scores = {d: affinity_scores(sums[d], now, half) for d in AFFINITY_DIMENSIONS}
+        scores = affinity_scores(sums, now, half)
     else:  # no decay: only what happened at `now` counts
         scores = {d: defaultdict(float) for d in AFFINITY_DIMENSIONS}
         for at, weight, p in affinity_hits:

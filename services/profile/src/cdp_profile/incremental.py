@@ -522,7 +522,7 @@ class State:
         }
 
         half = s.affinity_half_life_days
-        scores = {d: c.affinity_scores(self.affinity[d], now, half) if now else {} for d in c.AFFINITY_DIMENSIONS}
+        scores = c.affinity_scores(self.affinity, now, half) if now else {d: {} for d in c.AFFINITY_DIMENSIONS}
         affinities, top = c.rank_affinities(scores, s)
 
         devices = [{"type": v[0], "manufacturer": v[1], "model": v[2], "events": v[3], "last_seen_at": _iso(v[4])}
