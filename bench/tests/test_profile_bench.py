@@ -43,6 +43,10 @@ async def test_profile_bench_smoke_at_a_tiny_size():
     assert lat["sample_in_profile_store"].split("/")[0] == lat["sample_in_profile_store"].split("/")[1]
     assert t["disk"]["profiles"] > 0 and t["disk"]["total_mb_per_million_profiles"] > 0
     assert t["replay"]["built"] is True and t["replay"]["events_per_s"] == t["vs_fetch_ack"]["figure"]
+    cc = t["compute_ceiling"]
+    assert cc["events"] == 600 and all(v > 0 for v in cc["per_event_us"].values())
+    assert cc["ceiling_events_per_s"] == 1e6 / cc["total_us"]
     text = render(r)
     assert "events projected/s" in text and "p99" in text and "per million profiles" in text
+    assert "the computed traits alone" in text
     assert parser().parse_args(["profile", "--events", "10", "--skip", "latency"]).events == 10

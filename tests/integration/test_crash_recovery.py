@@ -75,6 +75,13 @@ async def test_profile_killed_mid_stream_loses_nothing_and_applies_nothing_twice
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(10)
             assert applied_before_kill < TOTAL, "the kill must land in the middle of the stream"
+            # What the killed process fetched and did not ack comes back after the consumer's
+            # ack wait (30 s, most of this test's time): shorten it while no process runs, so it
+            # is redelivered to the restarted process at once (which declares its consumer again,
+            # with the usual ack wait). Redelivered batches, part of them applied before the kill,
+            # are what this test is about.
+            await _shorten_ack_wait(fresh_nats_url, 0.5)
+            await asyncio.sleep(1.5)
 
             proc = spawn_service("profile", env, log)
             procs.append(proc)
@@ -101,6 +108,20 @@ async def test_profile_killed_mid_stream_loses_nothing_and_applies_nothing_twice
                 p.send_signal(signal.SIGTERM)
                 p.wait(30)
         await stack.stop()
+
+
+async def _shorten_ack_wait(nats_url: str, seconds: float) -> None:
+    import nats
+
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        cfg = (await js.consumer_info("CDP_IDENTITY", "profile")).config
+        cfg.ack_wait = seconds
+        await js.add_consumer("CDP_IDENTITY", cfg)  # an existing durable: its config updated
+        assert (await js.consumer_info("CDP_IDENTITY", "profile")).config.ack_wait == seconds
+    finally:
+        await nc.close()
 
 
 async def _no_pending(nats_url: str) -> bool:

@@ -44,7 +44,9 @@ async def stack(fresh_nats_url, database_server_url, auth_secret):
 
 
 async def test_predictions_from_imported_events(stack, tmp_path, monkeypatch):
-    world = World.generate(people=700, days=100, seed=5)
+    # 350 people (12.5k events, over 100 profiles, enough buyers to train on): the
+    # import and the projections scale with the events, and 700 people doubled the test's time
+    world = World.generate(people=350, days=100, seed=5)
     manifest = world.write(tmp_path / "world")
     events = tmp_path / "world" / "events.jsonl"
     n_events = sum(1 for _ in open(events, encoding="utf-8"))

@@ -667,8 +667,9 @@ async def latency(env: Env, wl: Workload, conn: asyncpg.Connection, *, rate: flo
     finally:
         stop.set()
         await asyncio.gather(task, return_exceptions=True)
-        with contextlib.suppress(Exception):
-            await sub.unsubscribe()
+        for s in (sub, psub):  # a subscription left open holds the bus's drain for its full timeout
+            with contextlib.suppress(Exception):
+                await s.unsubscribe()
         with contextlib.suppress(Exception):
             await js.delete_stream(bench_stream)
 

@@ -41,10 +41,33 @@ lists = st.lists(st.one_of(strings, numbers, st.booleans()), max_size=4)
 values = st.one_of(scalars, lists, st.dictionaries(st.sampled_from(["b", "c"]), scalars, max_size=2))
 TRAIT_KEYS = ["plan", "age", "vip", "signup", "tags", "a", "a.b", "email", "phone", "predicted.churn_probability"]
 
+# Strategies are built once, here, not inside a draw: hypothesis validates and analyses every
+# new strategy object, and building them per draw cost more than the drawing itself.
+_predicted_st = st.dictionaries(st.sampled_from(["purchase_probability", "ltv_percentile"]),
+                                st.one_of(numbers, strings), max_size=2)
 traits_st = st.dictionaries(st.sampled_from(TRAIT_KEYS), values, max_size=6).flatmap(
-    lambda t: st.dictionaries(st.sampled_from(["purchase_probability", "ltv_percentile"]),
-                              st.one_of(numbers, strings), max_size=2).map(
-        lambda pr: {**t, **({"predicted": pr} if pr else {})}))
+    lambda t: _predicted_st.map(lambda pr: {**t, **({"predicted": pr} if pr else {})}))
+
+_count_st = st.sampled_from([0, 1, 2, 3, 7])
+# None stands for "the drawn last order time": the same choices as one_of(just(iso(last)), date_strings)
+_last_order_st = st.one_of(st.none(), date_strings)
+_nps_st = st.sampled_from([0, 3, 6, 7, 9, 10])
+_date_or_none = st.one_of(date_strings, st.none())
+_number_or_none = st.one_of(numbers, st.none())
+_channels_st = st.dictionaries(st.sampled_from(d.CHANNELS), st.fixed_dictionaries(
+    {"engaged": st.booleans(), "last_engagement_at": _date_or_none}), max_size=3)
+_consent_st = st.dictionaries(st.sampled_from(["email", "sms", "push", "analytics"]), st.fixed_dictionaries(
+    {"granted": st.one_of(st.booleans(), st.none())}), max_size=3)
+_items_st = st.lists(st.fixed_dictionaries({"type": strings, "manufacturer": strings, "name": strings}), max_size=2)
+_latitude_st = st.sampled_from([48.85, 48.86, 51.5, 0.0])
+_longitude_st = st.sampled_from([2.35, 2.36, -0.12, 0.0])
+_affinities_st = st.dictionaries(strings, st.sampled_from([0.1, 0.5, 1.0, 2.5]), max_size=3)
+_string_or_none = st.one_of(strings, st.none())
+_product = st.fixed_dictionaries({"sku": strings, "category": strings, "price": _number_or_none})
+_viewed_st = st.lists(_product, max_size=3)
+_abandoned_st = st.lists(_product, max_size=2)
+_carted = st.fixed_dictionaries({"sku": strings, "price": _number_or_none, "at": _date_or_none})
+_cart_st = st.lists(st.one_of(_carted, strings), max_size=3)
 
 
 @st.composite
@@ -52,33 +75,27 @@ def computed_st(draw):
     c: dict = {}
     if draw(st.booleans()):
         first, last = sorted([draw(times), draw(times)])
-        c["orders"] = {"count": draw(st.sampled_from([0, 1, 2, 3, 7])), "revenue_total": draw(numbers),
-                       "first_order_at": iso(first), "last_order_at": draw(st.one_of(st.just(iso(last)), date_strings))}
+        c["orders"] = {"count": draw(_count_st), "revenue_total": draw(numbers), "first_order_at": iso(first)}
+        last_order = draw(_last_order_st)
+        c["orders"]["last_order_at"] = iso(last) if last_order is None else last_order
     if draw(st.booleans()):
-        c["nps"] = {"score": draw(st.sampled_from([0, 3, 6, 7, 9, 10])), "category": draw(strings)}
-    c["first_seen"] = draw(st.one_of(date_strings, st.none()))
-    c["sessions"] = draw(st.one_of(numbers, st.none()))
-    c["discount_share"] = draw(st.one_of(numbers, st.none()))
-    c["channels"] = draw(st.dictionaries(st.sampled_from(d.CHANNELS), st.fixed_dictionaries(
-        {"engaged": st.booleans(), "last_engagement_at": st.one_of(date_strings, st.none())}), max_size=3))
-    c["consent"] = draw(st.dictionaries(st.sampled_from(["email", "sms", "push", "analytics"]), st.fixed_dictionaries(
-        {"granted": st.one_of(st.booleans(), st.none())}), max_size=3))
-    item = st.fixed_dictionaries({"type": strings, "manufacturer": strings, "name": strings})
-    c["devices"] = draw(st.lists(item, max_size=2))
-    c["operating_systems"] = draw(st.lists(item, max_size=2))
+        c["nps"] = {"score": draw(_nps_st), "category": draw(strings)}
+    c["first_seen"] = draw(_date_or_none)
+    c["sessions"] = draw(_number_or_none)
+    c["discount_share"] = draw(_number_or_none)
+    c["channels"] = draw(_channels_st)
+    c["consent"] = draw(_consent_st)
+    c["devices"] = draw(_items_st)
+    c["operating_systems"] = draw(_items_st)
     if draw(st.booleans()):
         c["last_location"] = {"country": draw(strings), "city": draw(strings),
-                              "latitude": draw(st.sampled_from([48.85, 48.86, 51.5, 0.0])),
-                              "longitude": draw(st.sampled_from([2.35, 2.36, -0.12, 0.0]))}
-    c["affinities"] = {"category": draw(st.dictionaries(strings, st.sampled_from([0.1, 0.5, 1.0, 2.5]), max_size=3))}
-    c["top_affinities"] = {"category": draw(st.one_of(strings, st.none()))}
-    product = st.fixed_dictionaries({"sku": strings, "category": strings, "price": st.one_of(numbers, st.none())})
-    c["products_viewed"] = draw(st.lists(product, max_size=3))
-    c["products_abandoned"] = draw(st.lists(product, max_size=2))
+                              "latitude": draw(_latitude_st), "longitude": draw(_longitude_st)}
+    c["affinities"] = {"category": draw(_affinities_st)}
+    c["top_affinities"] = {"category": draw(_string_or_none)}
+    c["products_viewed"] = draw(_viewed_st)
+    c["products_abandoned"] = draw(_abandoned_st)
     if draw(st.booleans()):  # absent: a profile computed before it existed (abandoned read as above)
-        carted = st.fixed_dictionaries({"sku": strings, "price": st.one_of(numbers, st.none()),
-                                        "at": st.one_of(date_strings, st.none())})
-        c["products_in_cart"] = draw(st.lists(st.one_of(carted, strings), max_size=3))
+        c["products_in_cart"] = draw(_cart_st)
     return c
 
 
@@ -97,17 +114,17 @@ def value_test(type_: str | None):
     """A (op, value) pair, mostly of the given type, sometimes of another (invalid ones are skipped)."""
     ops = [(t, o, k) for t in (d.TYPES if type_ is None else (type_,)) for o, k in d.OPS[t].items()]
 
-    def value_for(kind):
-        return {
-            "none": st.none(), "str": strings, "regex": st.sampled_from(["^g", "d$", "o.d", "go*l", "[a-c]", "s|F"]),
-            "num": numbers, "bool": st.booleans(), "strs": st.lists(strings, min_size=1, max_size=3),
-            "nums": st.lists(numbers, min_size=1, max_size=3),
-            "num2": st.tuples(numbers, numbers).map(lambda x: sorted(x)),
-            "date": times.map(iso), "date2": st.tuples(times, times).map(lambda x: [iso(min(x)), iso(max(x))]),
-            "days": st.sampled_from([1, 7, 30]), "days0": st.sampled_from([0, 1, 7, 30]),
-            "int": st.sampled_from([0, 1, 2, 3]), "scalar": st.one_of(strings, numbers, st.booleans()),
-            "scalars": st.lists(st.one_of(strings, numbers, st.booleans()), min_size=1, max_size=3),
-        }[kind]
+    by_kind = {  # built once per value_test, not per draw
+        "none": st.none(), "str": strings, "regex": st.sampled_from(["^g", "d$", "o.d", "go*l", "[a-c]", "s|F"]),
+        "num": numbers, "bool": st.booleans(), "strs": st.lists(strings, min_size=1, max_size=3),
+        "nums": st.lists(numbers, min_size=1, max_size=3),
+        "num2": st.tuples(numbers, numbers).map(lambda x: sorted(x)),
+        "date": times.map(iso), "date2": st.tuples(times, times).map(lambda x: [iso(min(x)), iso(max(x))]),
+        "days": st.sampled_from([1, 7, 30]), "days0": st.sampled_from([0, 1, 7, 30]),
+        "int": st.sampled_from([0, 1, 2, 3]), "scalar": st.one_of(strings, numbers, st.booleans()),
+        "scalars": st.lists(st.one_of(strings, numbers, st.booleans()), min_size=1, max_size=3),
+    }
+    value_for = by_kind.__getitem__
     return st.sampled_from(ops).flatmap(lambda tok: value_for(tok[2]).map(
         lambda v: {"op": tok[1], **({} if v is None else {"value": v}), "_type": tok[0]}))
 
@@ -176,19 +193,34 @@ tree_st = st.recursive(leaf(), lambda kids: st.one_of(
     kids.map(lambda x: {"not": x})), max_leaves=6)
 
 
+_INSERT_ALL = """
+WITH p AS (INSERT INTO seg_profiles (profile_id, traits, computed, identifiers)
+           SELECT * FROM unnest($1::text[], $2::jsonb[], $3::jsonb[], $4::jsonb[])),
+     e AS (INSERT INTO seg_events SELECT * FROM unnest($5::text[], $6::text[], $7::text[], $8::timestamptz[],
+                                                        $9::jsonb[])),
+     a AS (INSERT INTO seg_accounts SELECT * FROM unnest($10::text[], $11::jsonb[]))
+INSERT INTO seg_account_members SELECT * FROM unnest($10::text[], $12::text[])
+"""
+
+
 async def _store(conn, profiles: list[dict]) -> None:
-    await conn.execute("TRUNCATE seg_profiles, seg_events, seg_accounts, seg_account_members")
+    """The profiles, their events and accounts in the projection tables (and nothing else):
+    one statement for all rows, not a round trip per row."""
+    await conn.execute("DELETE FROM seg_profiles; DELETE FROM seg_events; DELETE FROM seg_accounts; "
+                       "DELETE FROM seg_account_members")
+    cols: list[list] = [[] for _ in range(12)]
     for i, p in enumerate(profiles):
         pid = f"p{i}"
-        await conn.execute("INSERT INTO seg_profiles (profile_id, traits, computed, identifiers) "
-                           "VALUES ($1, $2::jsonb, $3::jsonb, $4::jsonb)", pid, json.dumps(p["traits"]),
-                           json.dumps(p["computed"]), json.dumps(p["identifiers"]))
+        for col, v in zip(cols[:4], (pid, json.dumps(p["traits"]), json.dumps(p["computed"]),
+                                     json.dumps(p["identifiers"])), strict=True):
+            col.append(v)
         for j, (name, at, props) in enumerate(p["events"]):
-            await conn.execute("INSERT INTO seg_events VALUES ($1, $2, $3, $4, $5::jsonb)", f"{pid}e{j}", pid, name, at,
-                               json.dumps(props))
+            for col, v in zip(cols[4:9], (f"{pid}e{j}", pid, name, at, json.dumps(props)), strict=True):
+                col.append(v)
         for j, a in enumerate(p["accounts"]):
-            await conn.execute("INSERT INTO seg_accounts VALUES ($1, $2::jsonb)", f"{pid}a{j}", json.dumps(a))
-            await conn.execute("INSERT INTO seg_account_members VALUES ($1, $2)", f"{pid}a{j}", pid)
+            for col, v in zip(cols[9:], (f"{pid}a{j}", json.dumps(a), pid), strict=True):
+                col.append(v)
+    await conn.execute(_INSERT_ALL, *cols)
 
 
 def _state(i: int, p: dict) -> ev.State:
