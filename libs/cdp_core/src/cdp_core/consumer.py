@@ -74,6 +74,7 @@ class Delivery:
     stream_seq: int
     headers: dict[str, str]
     rejection: str | None = None
+    _parsed: Message | None = field(default=None, repr=False, compare=False)  # the payload, parsed once
 
     def reject(self, reason: str) -> None:
         """Keeps this message in failed events with the reason (`cdp failed list|replay`)
@@ -81,7 +82,10 @@ class Delivery:
         self.rejection = reason
 
     def payload(self, cls: type[Message]) -> Message:
-        return envelope_mod.unpack(self.envelope, cls)
+        p = self._parsed
+        if type(p) is not cls:
+            p = self._parsed = envelope_mod.unpack(self.envelope, cls)
+        return p
 
 
 
@@ -126,6 +130,7 @@ class Projection:
     async def handle_batch(self, conn: asyncpg.Connection, ds: list[Delivery], outbox: OutboxWriter) -> int:
         """Applies the deliveries in order; returns how many had a handler (the others are
         tracked and skipped). Consecutive deliveries for one batch handler go to it together."""
+        await self.before_batch(conn, ds)
         handled = i = 0
         while i < len(ds):
             h, is_batch = self._handlers.get(ds[i].envelope.type, (None, False))
@@ -142,6 +147,12 @@ class Projection:
             await h(conn, ds[i:j], outbox)
             handled, i = handled + j - i, j
         return handled
+
+    async def before_batch(self, conn: asyncpg.Connection, ds: list[Delivery]) -> None:
+        """Called in the batch's transaction before its handlers: a projection whose handlers
+        lock rows or advisory keys takes every lock the batch needs here, at once and in
+        order (cdp_core.locks), so that a batch mixing several handlers does not lock in
+        rounds, which can deadlock with another consumer of the same store."""
 
     async def handle(self, conn: asyncpg.Connection, d: Delivery, outbox: OutboxWriter) -> bool:
         """Applies one message; False when no handler takes its type (tracked, skipped)."""

@@ -13,7 +13,7 @@ import asyncpg
 import orjson
 
 from cdp.identity.v1 import events_pb2 as identity_events
-from cdp_core import envelope
+from cdp_core import envelope, locks
 from cdp_core.consumer import Delivery, Projection, handles
 from cdp_core.outbox import OutboxWriter
 
@@ -46,8 +46,7 @@ def _text(v) -> str | None:
 async def lock(conn: asyncpg.Connection, ids: set[str]) -> None:
     """Transaction advisory locks on these profile ids, in sorted order: a merge and the events
     of the merged profile on another replica serialize (so no row is left under a merged id)."""
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(p, 0)) "
-                       "FROM unnest($1::text[]) WITH ORDINALITY AS x(p, n) ORDER BY n", sorted(ids))
+    await locks.lock(conn, ids)
 
 
 async def survivors(conn: asyncpg.Connection, ids: set[str]) -> dict[str, str]:

@@ -29,7 +29,7 @@ from cdp.common.v1 import identifier_pb2
 from cdp.identity.v1 import events_pb2 as identity_events
 from cdp.ingest.v1 import events_pb2 as ingest_events
 from cdp.profile.v1 import events_pb2 as profile_events
-from cdp_core import envelope
+from cdp_core import envelope, locks
 from cdp_core.consumer import Delivery, Projection, handles
 from cdp_core.logs import get_logger
 from cdp_core.outbox import OutboxWriter
@@ -250,23 +250,10 @@ def timeline_row(ev: ingest_events.EventCollected) -> tuple:
 
 
 async def lock_profiles(conn: asyncpg.Connection, profile_ids: set[str]) -> dict[str, str]:
-    """Locks the profiles and the survivors they were merged into (advisory locks, sorted,
-    so merges and resolutions on other replicas serialize with us); returns id -> survivor
-    for the merged ones. Repeats while a survivor changes under us."""
-    locked: set[str] = set()
-    while True:
-        todo = sorted(profile_ids - locked)
-        if todo:
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(p, 0)) "
-                               "FROM unnest($1::text[]) WITH ORDINALITY AS x(p, n) ORDER BY n", todo)
-            locked |= set(todo)
-        canon = dict(await conn.fetch(
-            "SELECT profile_id, merged_into FROM profiles WHERE profile_id = ANY($1::text[]) AND merged_into IS NOT NULL",
-            sorted(locked)))
-        survivors = set(canon.values())
-        if survivors <= locked:
-            return canon
-        profile_ids = profile_ids | survivors
+    """Locks the profiles and the survivors they were merged into (cdp_core.locks: one order
+    for every transaction, so merges and resolutions on other replicas serialize with us);
+    returns id -> survivor for the merged ones."""
+    return await locks.lock_with_survivors(conn, profile_ids, table="profiles")
 
 
 class ProfileProjection(Projection):
@@ -291,6 +278,9 @@ class ProfileProjection(Projection):
             if pid in versions:
                 self.states.saved(pid, h, versions[pid])
         log.info("computed-trait states written back", profiles=len(versions), held=len(unsaved))
+
+    async def before_batch(self, conn: asyncpg.Connection, ds: list[Delivery]) -> None:
+        await lock_profiles(conn, locks.identity_profile_ids(ds))  # the handlers' locks: taken already
 
     @handles("cdp.identity.resolved", batch=True)
     async def on_resolved(self, conn: asyncpg.Connection, ds: list[Delivery], outbox: OutboxWriter) -> None:

@@ -152,3 +152,31 @@ async def test_one_change_per_profile_per_batch_names_every_event(profile_pool):
                          resolved(4, "P1", None, [("user_id", "u1")], minutes=4)], 5)
     assert [(list(c.event_ids), c.event_count) for c in again] == [(["e004"], 4)]
     assert again[0].revision > p1.revision
+
+
+async def test_a_batch_takes_every_profile_lock_before_its_handlers(profile_pool):
+    """A batch mixing resolutions and merges locks all its profiles (and their survivors) at
+    once, in order, before any handler runs: handlers locking in rounds could deadlock with
+    another consumer of the store (PostgreSQL aborts one after deadlock_timeout)."""
+    from cdp_core.consumer import Delivery
+    from cdp_core.outbox import OutboxWriter
+
+    held_sql = "SELECT classid, objid FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+
+    class Watched(ProfileProjection):
+        async def before_batch(self, conn, ds):
+            await super().before_batch(conn, ds)
+            self.first = {tuple(r) for r in await conn.fetch(held_sql)}
+
+    async def apply(envs: list[envelope.Envelope], seq: int) -> tuple[set, set]:
+        p = Watched()
+        async with profile_pool.acquire() as conn, conn.transaction():
+            await p.handle_batch(conn, [Delivery(e, e.type, seq + k, {}) for k, e in enumerate(envs)], OutboxWriter())
+            return p.first, {tuple(r) for r in await conn.fetch(held_sql)}
+
+    first, all_ = await apply([resolved(1, "P2", None, [("anonymous_id", "a2")], minutes=1),
+                               merged("P1", "P2"), resolved(2, "P3", None, [("user_id", "u3")], minutes=2)], 1)
+    assert len(first) == 3 and all_ == first  # P1, P2, P3: nothing locked later
+    # P2 is merged into P1 now: an event still resolved to P2 locks its survivor up front too
+    first, all_ = await apply([resolved(3, "P2", None, [("anonymous_id", "a2")], minutes=3)], 4)
+    assert len(first) == 2 and all_ == first

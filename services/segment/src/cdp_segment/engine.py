@@ -17,7 +17,7 @@ from datetime import datetime
 import asyncpg
 
 from cdp.segment.v1 import events_pb2
-from cdp_core import envelope
+from cdp_core import envelope, locks
 from cdp_core.logs import get_logger
 from cdp_core.outbox import OutboxWriter
 
@@ -117,11 +117,16 @@ class CatalogCache:
 
 
 async def lock_profiles(conn: asyncpg.Connection, pids) -> None:
-    """Advisory transaction locks on the profiles, in a fixed order, in one statement."""
-    todo = sorted(set(pids))
-    if todo:
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('seg:' || p, 0)) "
-                           "FROM unnest($1::text[]) WITH ORDINALITY AS x(p, n) ORDER BY n", todo)
+    """Advisory transaction locks on the profiles, in the one order (cdp_core.locks)."""
+    await locks.lock(conn, pids, prefix=LOCK_PREFIX)
+
+
+async def lock_with_survivors(conn: asyncpg.Connection, pids) -> dict[str, str]:
+    """Locks the profiles and the survivors they were merged into, together; id -> survivor."""
+    return await locks.lock_with_survivors(conn, pids, table="seg_profiles", prefix=LOCK_PREFIX)
+
+
+LOCK_PREFIX = "seg:"
 
 
 def _obj(text) -> dict:

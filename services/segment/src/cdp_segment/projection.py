@@ -18,7 +18,7 @@ import asyncpg
 
 from cdp.identity.v1 import events_pb2 as identity_events
 from cdp.profile.v1 import events_pb2 as profile_events
-from cdp_core import envelope
+from cdp_core import envelope, locks
 from cdp_core.consumer import Delivery, Projection, handles
 from cdp_core.outbox import OutboxWriter
 
@@ -32,12 +32,6 @@ MAX_PROPERTIES_BYTES = 16 * 1024  # an event's properties larger than this are k
 def _pg_json(v) -> str:
     """JSON text PostgreSQL's jsonb accepts (no NUL characters)."""
     return json.dumps(v, ensure_ascii=False).replace("\\u0000", "")
-
-
-async def _canonical(conn: asyncpg.Connection, pids: set[str]) -> dict[str, str]:
-    """id -> survivor for the ids merged into another profile."""
-    return dict(await conn.fetch("SELECT profile_id, merged_into FROM seg_profiles WHERE profile_id = ANY($1::text[]) "
-                                 "AND merged_into IS NOT NULL", sorted(pids)))
 
 
 class _Evaluating(Projection):
@@ -57,14 +51,13 @@ class IdentityProjection(_Evaluating):
     source = "identity"
     subjects = ["cdp.identity.resolved", "cdp.identity.merged", "cdp.identity.split", "cdp.identity.forgotten"]
 
+    async def before_batch(self, conn: asyncpg.Connection, ds: list[Delivery]) -> None:
+        await engine.lock_with_survivors(conn, locks.identity_profile_ids(ds))  # the handlers' locks: taken already
+
     @handles("cdp.identity.resolved", batch=True)
     async def on_resolved(self, conn: asyncpg.Connection, ds: list[Delivery], outbox: OutboxWriter) -> None:
         rs = [d.payload(identity_events.IdentityResolved) for d in ds]
-        pids = {r.profile_id for r in rs}
-        await engine.lock_profiles(conn, pids)
-        canon = await _canonical(conn, pids)
-        if canon:
-            await engine.lock_profiles(conn, set(canon.values()) - pids)
+        canon = await engine.lock_with_survivors(conn, {r.profile_id for r in rs})
         horizon = envelope.now() - timedelta(days=self.retention_days)
         events, groups, last = [], [], {}
         for r in rs:
@@ -103,12 +96,10 @@ class IdentityProjection(_Evaluating):
     @handles("cdp.identity.merged")
     async def on_merged(self, conn: asyncpg.Connection, d: Delivery, outbox: OutboxWriter) -> None:
         m = d.payload(identity_events.ProfilesMerged)
-        await engine.lock_profiles(conn, {m.survivor_profile_id, m.merged_profile_id})
-        canon = await _canonical(conn, {m.survivor_profile_id})
+        canon = await engine.lock_with_survivors(conn, {m.survivor_profile_id, m.merged_profile_id})
         survivor, merged = canon.get(m.survivor_profile_id, m.survivor_profile_id), m.merged_profile_id
         if survivor == merged:
             return
-        await engine.lock_profiles(conn, {survivor})
         await conn.execute("INSERT INTO seg_profiles (profile_id) VALUES ($1) ON CONFLICT DO NOTHING", survivor)
         await conn.execute(
             "INSERT INTO seg_profiles (profile_id, merged_into) VALUES ($1, $2) ON CONFLICT (profile_id) DO UPDATE "
