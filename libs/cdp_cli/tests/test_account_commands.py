@@ -73,7 +73,8 @@ class Fake(profile_pb2_grpc.ProfileServiceServicer):
         for i in range(3):
             yield profile_pb2.ProfileChange(
                 sequence=10 + i, event_id=f"c{i}", recorded_at=ts(T0),
-                change=events_pb2.ProfileChanged(profile_id="p1", event_count=i + 1, event_id=f"e{i}",
+                change=events_pb2.ProfileChanged(profile_id="p1", event_count=2 * i + 1, event_id=f"e{2 * i}",
+                                                 event_ids=[f"e{j}" for j in range(2 * i - 1 if i else 0, 2 * i + 1)],
                                                  changed_traits=["plan"] if i == 1 else [],
                                                  linked_account_ids=["acme"] if i == 2 else []))
 
@@ -142,14 +143,17 @@ def test_profile_changes_prints_lines_until_the_limit(fake):
     lines = [json.loads(x) for x in r.stdout.splitlines()]
     assert lines == [
         {"sequence": 10, "event_id": "c0", "recorded_at": "2026-03-01T12:00:00Z", "profile_id": "p1",
-         "event_count": 1, "changed_traits": [], "linked_account_ids": [], "cause_event_id": "e0"},
+         "event_count": 1, "changed_traits": [], "linked_account_ids": [], "cause_event_id": "e0",
+         "event_ids": ["e0"]},
         {"sequence": 11, "event_id": "c1", "recorded_at": "2026-03-01T12:00:00Z", "profile_id": "p1",
-         "event_count": 2, "changed_traits": ["plan"], "linked_account_ids": [], "cause_event_id": "e1"}]
+         "event_count": 3, "changed_traits": ["plan"], "linked_account_ids": [], "cause_event_id": "e2",
+         "event_ids": ["e1", "e2"]}]
     q = fake.requests[-1]
     assert list(q.profile_ids) == ["p1"] and q.from_now
     r = run("profile", "changes", "--from-sequence", "5", "--limit", "3")
     assert r.exit_code == 0 and fake.requests[-1].from_sequence == 5
     assert r.stdout.splitlines()[2].endswith("accounts+=acme") and "traits=plan" in r.stdout
+    assert "applied=2" in r.stdout.splitlines()[1] and "applied" not in r.stdout.splitlines()[0]
     r = run("profile", "changes", "--profile", "bad")
     assert r.exit_code == 1 and "error: --profile: must not be empty" in r.stderr
     assert run("profile", "changes", "--from-sequence", "0").exit_code == 2
@@ -173,10 +177,24 @@ async def test_the_commands_against_the_real_services(stack, tmp_path):
         c.timestamp.CopyFrom(ts(T0 + timedelta(minutes=minutes)))
         return c
 
+    profiles = profile_pb2_grpc.ProfileServiceStub(stack.channel("profile"))
+
+    async def applied(n: int) -> None:  # each event in a batch of its own: a change of its own
+        async def count():
+            try:
+                r = await profiles.GetProfile(profile_pb2.GetProfileRequest(
+                    identifier=identifier_pb2.Identifier(type="user_id", value=user)))
+            except grpc.aio.AioRpcError:
+                return False
+            return r.profile.event_count >= n
+        await eventually(count)
+
     await ingest.Identify(ingest_pb2.IdentifyRequest(common=common(0), traits_json=json.dumps(
         {"email": f"{user}@example.com"})))
+    await applied(1)
     await ingest.Group(ingest_pb2.GroupRequest(common=common(1), group_id=account,
                                                traits_json=json.dumps({"name": "Acme"})))
+    await applied(2)
     await ingest.Track(ingest_pb2.TrackRequest(common=common(2), event="Order Completed",
                                                properties_json=json.dumps({"order_id": "o1", "revenue": 30})))
 
@@ -198,5 +216,6 @@ async def test_the_commands_against_the_real_services(stack, tmp_path):
                   "--jsonl")
     lines = [json.loads(x) for x in r.stdout.splitlines()]
     assert [x["cause_event_id"] for x in lines] == [e["event_id"] for e in person["events"]]
+    assert [x["event_ids"] for x in lines] == [[e["event_id"]] for e in person["events"]]
     assert lines[1]["linked_account_ids"] == [account]
     await cdp("account", "get", "nobody-" + tag, code=1)

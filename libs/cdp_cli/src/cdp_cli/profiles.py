@@ -452,12 +452,15 @@ def change_record(c: profile_pb2.ProfileChange) -> dict[str, Any]:
     return {"sequence": c.sequence, "event_id": c.event_id, "recorded_at": render.iso(c.recorded_at),
             "profile_id": c.change.profile_id, "event_count": c.change.event_count,
             "changed_traits": list(c.change.changed_traits),
-            "linked_account_ids": list(c.change.linked_account_ids), "cause_event_id": c.change.event_id or None}
+            "linked_account_ids": list(c.change.linked_account_ids), "cause_event_id": c.change.event_id or None,
+            "event_ids": list(c.change.event_ids)}
 
 
 def change_line(c: profile_pb2.ProfileChange) -> str:
     parts = [f"#{c.sequence}", render.iso(c.recorded_at) or "-", c.change.profile_id,
              f"events={c.change.event_count}"]
+    if len(c.change.event_ids) > 1:
+        parts.append(f"applied={len(c.change.event_ids)}")
     if c.change.changed_traits:
         parts.append("traits=" + ",".join(c.change.changed_traits))
     if c.change.linked_account_ids:
