@@ -192,11 +192,16 @@ def _wait_pg_ready(port: int, proc: subprocess.Popen, log: Path, timeout: float 
     raise TimeoutError(f"postgres not ready within {timeout}s; see {log}")
 
 
-def stop(m: Managed, timeout: float = 20.0) -> bool:
-    """Stop a server started by this module. Returns False when it was not running."""
+def stop(m: Managed, timeout: float = 20.0, *, discard: bool = False) -> bool:
+    """Stop a server started by this module. Returns False when it was not running.
+    `discard`: its data is deleted right after, so nothing needs to reach the disk: no
+    shutdown checkpoint or store flush (a test session's servers)."""
     if not m.running():
         return False
-    sig = signal.SIGINT if m.name == "postgres" else signal.SIGTERM  # SIGINT: postgres fast shutdown
+    if discard:  # SIGQUIT: postgres immediate shutdown
+        sig = signal.SIGQUIT if m.name == "postgres" else signal.SIGKILL
+    else:  # SIGINT: postgres fast shutdown
+        sig = signal.SIGINT if m.name == "postgres" else signal.SIGTERM
     try:
         proc = psutil.Process(m.pid)
         proc.send_signal(sig)

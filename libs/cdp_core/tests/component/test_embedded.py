@@ -48,6 +48,14 @@ def test_stop_signals_the_matching_process(sleeper):
     assert embedded.stop(m) is False  # already stopped
 
 
+def test_a_server_whose_data_is_discarded_is_stopped_without_a_shutdown(tmp_path):
+    """discard (a test session's servers): PostgreSQL's immediate shutdown, no checkpoint."""
+    m = embedded.start_postgres(tmp_path / "pg", fast=True)
+    assert embedded.stop(m, discard=True) is True
+    assert m.running() is False
+    assert "immediate shutdown request" in open(m.log, encoding="utf-8", errors="replace").read()
+
+
 def test_a_dead_pid_is_not_running(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait(5)

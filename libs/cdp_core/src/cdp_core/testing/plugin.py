@@ -53,7 +53,7 @@ def cdp_infra() -> Infra:
         yield Infra(nats_url, db_url, root, nats_is_ours=not os.environ.get("CDP_NATS_URL"))
     finally:  # also when a later server fails to start: stop the ones already started
         for m in started:
-            embedded.stop(m)
+            embedded.stop(m, discard=True)
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -92,7 +92,7 @@ async def fresh_nats_url(cdp_infra: Infra, tmp_path):
         try:
             yield m.url
         finally:
-            embedded.stop(m)
+            embedded.stop(m, discard=True)
         return
     nc = await nats.connect(cdp_infra.nats_url)
     js = nc.jetstream()
