@@ -26,12 +26,14 @@ async def lock(conn: asyncpg.Connection, ids: Iterable[str], *, prefix: str = ""
 
 
 async def lock_with_survivors(conn: asyncpg.Connection, ids: Iterable[str], *, table: str,
-                              prefix: str = "") -> dict[str, str]:
+                              prefix: str = "", held: bool = False) -> dict[str, str]:
     """Locks the ids and the profiles they were merged into (`table`'s `profile_id` →
     `merged_into`), all in one statement and in order; returns id → survivor for the merged
-    ones. A merge committed between the read and the locks (rare) is followed in another round."""
+    ones. A merge committed between the read and the locks (rare) is followed in another round.
+    `held`: this transaction locked the ids already (a handler after `Projection.before_batch`):
+    only their survivors are read, and any not among the ids locked (again: no wait if held)."""
     want = set(ids)
-    locked: set[str] = set()
+    locked: set[str] = set(want) if held else set()
     while True:
         todo = sorted(want - locked)
         if todo:

@@ -249,11 +249,11 @@ def timeline_row(ev: ingest_events.EventCollected) -> tuple:
             pg_json(ev.properties_json), pg_json(ev.traits_json), pg_json(ev.context_json), received)
 
 
-async def lock_profiles(conn: asyncpg.Connection, profile_ids: set[str]) -> dict[str, str]:
+async def lock_profiles(conn: asyncpg.Connection, profile_ids: set[str], *, held: bool = False) -> dict[str, str]:
     """Locks the profiles and the survivors they were merged into (cdp_core.locks: one order
     for every transaction, so merges and resolutions on other replicas serialize with us);
-    returns id -> survivor for the merged ones."""
-    return await locks.lock_with_survivors(conn, profile_ids, table="profiles")
+    returns id -> survivor for the merged ones. `held`: locked by `before_batch` already."""
+    return await locks.lock_with_survivors(conn, profile_ids, table="profiles", held=held)
 
 
 class ProfileProjection(Projection):
@@ -285,7 +285,7 @@ class ProfileProjection(Projection):
     @handles("cdp.identity.resolved", batch=True)
     async def on_resolved(self, conn: asyncpg.Connection, ds: list[Delivery], outbox: OutboxWriter) -> None:
         rs = [(d, d.payload(identity_events.IdentityResolved)) for d in ds]
-        canon = await lock_profiles(conn, {r.profile_id for _, r in rs})
+        canon = await lock_profiles(conn, {r.profile_id for _, r in rs}, held=True)
         events = [(r.event_id, canon.get(r.profile_id, r.profile_id), envelope.from_ts(r.event.timestamp))
                   for _, r in rs]
         # The computed traits of the profiles whose states this process holds are folded ahead,
@@ -389,7 +389,7 @@ class ProfileProjection(Projection):
     @handles("cdp.identity.merged")
     async def on_merged(self, conn: asyncpg.Connection, d: Delivery, outbox: OutboxWriter) -> None:
         m = d.payload(identity_events.ProfilesMerged)
-        canon = await lock_profiles(conn, {m.survivor_profile_id, m.merged_profile_id})
+        canon = await lock_profiles(conn, {m.survivor_profile_id, m.merged_profile_id}, held=True)
         survivor = canon.get(m.survivor_profile_id, m.survivor_profile_id)
         merged = m.merged_profile_id
         if survivor == merged:

@@ -121,9 +121,10 @@ async def lock_profiles(conn: asyncpg.Connection, pids) -> None:
     await locks.lock(conn, pids, prefix=LOCK_PREFIX)
 
 
-async def lock_with_survivors(conn: asyncpg.Connection, pids) -> dict[str, str]:
-    """Locks the profiles and the survivors they were merged into, together; id -> survivor."""
-    return await locks.lock_with_survivors(conn, pids, table="seg_profiles", prefix=LOCK_PREFIX)
+async def lock_with_survivors(conn: asyncpg.Connection, pids, *, held: bool = False) -> dict[str, str]:
+    """Locks the profiles and the survivors they were merged into, together; id -> survivor.
+    `held`: locked by `before_batch` already."""
+    return await locks.lock_with_survivors(conn, pids, table="seg_profiles", prefix=LOCK_PREFIX, held=held)
 
 
 LOCK_PREFIX = "seg:"

@@ -57,7 +57,7 @@ class IdentityProjection(_Evaluating):
     @handles("cdp.identity.resolved", batch=True)
     async def on_resolved(self, conn: asyncpg.Connection, ds: list[Delivery], outbox: OutboxWriter) -> None:
         rs = [d.payload(identity_events.IdentityResolved) for d in ds]
-        canon = await engine.lock_with_survivors(conn, {r.profile_id for r in rs})
+        canon = await engine.lock_with_survivors(conn, {r.profile_id for r in rs}, held=True)
         horizon = envelope.now() - timedelta(days=self.retention_days)
         events, groups, last = [], [], {}
         for r in rs:
@@ -96,7 +96,7 @@ class IdentityProjection(_Evaluating):
     @handles("cdp.identity.merged")
     async def on_merged(self, conn: asyncpg.Connection, d: Delivery, outbox: OutboxWriter) -> None:
         m = d.payload(identity_events.ProfilesMerged)
-        canon = await engine.lock_with_survivors(conn, {m.survivor_profile_id, m.merged_profile_id})
+        canon = await engine.lock_with_survivors(conn, {m.survivor_profile_id, m.merged_profile_id}, held=True)
         survivor, merged = canon.get(m.survivor_profile_id, m.survivor_profile_id), m.merged_profile_id
         if survivor == merged:
             return
